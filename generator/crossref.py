@@ -1,0 +1,129 @@
+"""Cross-references between spec sections, each reported where the name was written.
+
+pydantic validates each section's shape; this module checks that the names one section
+uses exist in another (a service's log policy, a scenario's component, a healthcheck's
+exit code). It runs on a validated :class:`Spec` and yields ``(path, message)`` pairs;
+:mod:`generator.loader` turns the paths into ``file:line:col``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .models import Spec
+
+__all__ = ["check_references"]
+
+Found = tuple[tuple[str | int, ...], str]
+
+
+def _unknown(kind: str, name: str, known: object) -> str:
+    names = ", ".join(sorted(known)) or "none"  # type: ignore[call-overload]
+    return f"unknown {kind} '{name}' (known: {names})"
+
+
+def _services(spec: Spec) -> Iterator[Found]:
+    units = set(spec.services) | set(spec.external_units)
+    seen_units: dict[str, str] = {}
+    seen_logs: dict[str, str] = {}
+    for name, svc in spec.services.items():
+        base = ("services", name)
+        for kind in ("after", "wants", "requires"):
+            for i, dep in enumerate(getattr(svc, kind)):
+                if dep == name:
+                    yield (*base, kind, i), f"a unit cannot depend on itself ('{dep}')"
+                elif dep not in units:
+                    yield (*base, kind, i), _unknown("unit", dep, units)
+        if svc.logs.policy not in spec.log_policies:
+            yield (*base, "logs", "policy"), _unknown("log policy", svc.logs.policy, spec.log_policies)
+        for stream in ("stdout", "stderr"):
+            file = getattr(svc.logs, stream)
+            if file in seen_logs:
+                yield (*base, "logs", stream), f"log file '{file}' is already written by {seen_logs[file]}"
+            seen_logs[file] = f"services.{name}.logs"
+        if svc.exec_condition is not None:
+            hc = spec.healthchecks.get(svc.exec_condition)
+            if hc is None:
+                yield (*base, "exec_condition"), _unknown("healthcheck", svc.exec_condition, spec.healthchecks)
+            elif hc.role != "exec_condition":
+                yield (*base, "exec_condition"), f"healthcheck '{svc.exec_condition}' has role '{hc.role}', not 'exec_condition'"
+    for section, table in (("services", spec.services), ("external_units", spec.external_units)):
+        for name, item in table.items():
+            if item.unit in seen_units:
+                yield (section, name, "unit"), f"unit name '{item.unit}' is already used by {seen_units[item.unit]}"
+            seen_units[item.unit] = f"{section}.{name}"
+
+
+def _healthchecks(spec: Spec) -> Iterator[Found]:
+    for name, hc in spec.healthchecks.items():
+        base = ("healthchecks", name)
+        if hc.service not in spec.services:
+            yield (*base, "service"), _unknown("service", hc.service, spec.services)
+        for i, check in enumerate(hc.checks):
+            if check.fails_as not in hc.exit_codes:
+                yield (*base, "checks", i, "fails_as"), f"exit code {check.fails_as} is not in exit_codes"
+        if hc.every_sec is not None and hc.role != "monitor":
+            yield (*base, "every_sec"), "only a 'monitor' healthcheck runs on a timer"
+
+
+def _matrix(spec: Spec) -> Iterator[Found]:
+    fm = spec.failure_matrix
+    units = set(spec.services) | set(spec.external_units)
+    for name, comp in fm.components.items():
+        if comp.unit is not None and comp.unit not in units:
+            yield ("failure_matrix", "components", name, "unit"), _unknown("unit", comp.unit, units)
+    for i, pr in enumerate(fm.principles):
+        if pr.component not in fm.components:
+            yield ("failure_matrix", "principles", i, "component"), _unknown("component", pr.component, fm.components)
+    for i, sc in enumerate(fm.scenarios):
+        yield from _scenario(spec, i)
+
+
+def _scenario(spec: Spec, i: int) -> Iterator[Found]:
+    fm = spec.failure_matrix
+    sc = fm.scenarios[i]
+    base = ("failure_matrix", "scenarios", i)
+    comp = fm.components.get(sc.component)
+    if comp is None:
+        yield (*base, "component"), _unknown("component", sc.component, fm.components)
+        return
+    if comp.unit is None:
+        if sc.event is not None:
+            yield (*base, "event"), f"component '{sc.component}' has no unit, so no systemd event; write auto_action instead"
+        if sc.auto_action is None:
+            yield (*base, "auto_action"), f"component '{sc.component}' has no unit: say what happens by itself in auto_action"
+    else:
+        if sc.auto_action is not None:
+            yield (*base, "auto_action"), (
+                f"component '{sc.component}' runs as a unit: the systemd auto-action is derived from its "
+                "settings; give 'event' instead of writing it by hand")
+        if sc.event is None:
+            yield (*base, "event"), f"component '{sc.component}' runs as a unit: say which event systemd sees (event)"
+        svc = spec.services.get(comp.unit)
+        if sc.event in ("condition_skip", "condition_error") and (svc is None or svc.exec_condition is None):
+            yield (*base, "event"), f"'{sc.event}' needs a service with exec_condition; '{comp.unit}' has none"
+        if sc.event == "dependency_stopped" and (svc is None or not svc.requires):
+            yield (*base, "event"), f"'dependency_stopped' needs a service with requires; '{comp.unit}' has none"
+    if sc.healthcheck is not None:
+        hc = spec.healthchecks.get(sc.healthcheck.check)
+        if hc is None:
+            yield (*base, "healthcheck", "check"), _unknown("healthcheck", sc.healthcheck.check, spec.healthchecks)
+        elif sc.healthcheck.exit not in hc.exit_codes:
+            yield (*base, "healthcheck", "exit"), f"healthcheck '{sc.healthcheck.check}' has no exit code {sc.healthcheck.exit}"
+
+
+def _backup(spec: Spec) -> Iterator[Found]:
+    for name, target in spec.backup.targets.items():
+        if target.covers == "paths" and not target.paths:
+            yield ("backup", "targets", name, "paths"), "covers: paths needs at least one path"
+        if target.covers != "paths" and target.paths:
+            yield ("backup", "targets", name, "paths"), f"covers: {target.covers} derives its paths from the spec; remove 'paths'"
+
+
+def check_references(spec: Spec) -> list[Found]:
+    """Every dangling or inconsistent reference in ``spec``, as ``(path, message)`` pairs.
+
+    Input: a spec that passed model validation. Output: a possibly empty list; the
+    paths index the spec data (``("services", "api", "logs", "policy")``). Never raises.
+    """
+    return [*_services(spec), *_healthchecks(spec), *_matrix(spec), *_backup(spec)]

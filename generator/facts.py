@@ -1,0 +1,69 @@
+"""Facts derived from the spec that prose in the spec may quote as ``${name}``.
+
+Spec prose (a disaster step, a manual action) often names a path or a command. Writing
+``${env_file}`` instead of the literal path makes the docs follow the spec: one edit of
+``project.env_file`` changes the unit and every sentence that mentions it. Substitution
+uses :class:`string.Template` (``$$`` is a literal dollar); an unknown name is a spec error.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+
+from . import layout
+from .models import Spec
+
+__all__ = ["FactTemplate", "facts_of", "healthcheck_command", "placeholders"]
+
+
+class FactTemplate(string.Template):
+    """``${api.unit}``-style placeholders: dotted names, braces required."""
+
+    delimiter = "$"
+    idpattern = r"(?!)"  # bare $name is not a placeholder: only ${name}
+    braceidpattern = r"[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*"
+
+
+def placeholders(text: str) -> list[str]:
+    """Names of the ``${...}`` placeholders in ``text``; raises ValueError on a lone ``$``."""
+    names: list[str] = []
+    for match in FactTemplate.pattern.finditer(text):
+        if match.group("invalid") is not None:
+            raise ValueError("a '$' must start a ${name} placeholder; write '$$' for a literal '$'")
+        if match.group("braced"):
+            names.append(match.group("braced"))
+    return names
+
+
+def healthcheck_command(spec: Spec, name: str) -> str:
+    """The command line that runs healthcheck ``name``: the venv's python and the script path."""
+    return f"{spec.project.venv}/bin/python {spec.project.repo}/{spec.healthchecks[name].script}"
+
+
+def facts_of(spec: Spec) -> Mapping[str, str]:
+    """Every ``${name}`` a spec may quote, with its value.
+
+    Input: a validated spec. Output: a name -> text mapping: project paths (``env_file``,
+    ``venv``, ``python``, ``repo``, ``logs_dir``, ...), per service ``<name>.unit``,
+    ``<name>.unit_path``, ``<name>.stdout``, ``<name>.stderr``, ``<name>.logrotate``;
+    per external unit ``<name>.unit``; per healthcheck ``<name>.command``.
+    """
+    p = spec.project
+    out: dict[str, str] = {
+        "project": p.name, "user": p.user, "group": p.group, "root": p.root, "venv": p.venv,
+        "python": f"{p.venv}/bin/python", "env_file": p.env_file, "repo": p.repo,
+        "repo_url": p.repo_url, "logs_dir": p.logs_dir,
+        "tmpfiles": layout.tmpfiles_path(p.name), "sysusers": layout.sysusers_path(p.name),
+    }
+    for name, svc in spec.services.items():
+        out[f"{name}.unit"] = f"{svc.unit}.service"
+        out[f"{name}.unit_path"] = layout.unit_path(svc.unit)
+        out[f"{name}.stdout"] = f"{p.logs_dir}/{svc.logs.stdout}"
+        out[f"{name}.stderr"] = f"{p.logs_dir}/{svc.logs.stderr}"
+        out[f"{name}.logrotate"] = layout.logrotate_path(svc.unit)
+    for name, ext in spec.external_units.items():
+        out[f"{name}.unit"] = f"{ext.unit}.service"
+    for name in spec.healthchecks:
+        out[f"{name}.command"] = healthcheck_command(spec, name)
+    return out

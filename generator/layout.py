@@ -1,0 +1,50 @@
+"""Where each artifact is installed on the server and where it lands in build/.
+
+The one place that knows file names: the planner uses it to place artifacts, the facts
+(`${api.unit_path}` in spec prose) and the docs use it to name them, so a doc cannot
+point at a path the tree does not hold.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+__all__ = [
+    "DOCS_DIR", "MANIFEST", "ROOT_DIR", "docs_file", "logrotate_path", "sysusers_path",
+    "tmpfiles_path", "unit_path",
+]
+
+ROOT_DIR = "root"
+"""build/root/ mirrors the server's filesystem: copy it onto `/` as it is."""
+DOCS_DIR = "docs"
+"""build/docs/ holds the generated Markdown docs."""
+MANIFEST = "manifest.tsv"
+"""build/manifest.tsv lists owner, group and mode of every file under build/root/."""
+
+
+def unit_path(unit: str, suffix: str = "service") -> str:
+    """Server path of a unit file, e.g. ``/etc/systemd/system/zachot-api.service``.
+
+    Admin-installed units go to /etc/systemd/system (systemd.unit(5), "Unit File Load Path").
+    """
+    return str(PurePosixPath("/etc/systemd/system") / f"{unit}.{suffix}")
+
+
+def logrotate_path(unit: str) -> str:
+    """Server path of a service's logrotate file: /etc/logrotate.d/<unit> (logrotate(8), `include`)."""
+    return str(PurePosixPath("/etc/logrotate.d") / unit)
+
+
+def tmpfiles_path(project: str) -> str:
+    """Server path of the tmpfiles.d(5) file that creates the log folder and files."""
+    return str(PurePosixPath("/etc/tmpfiles.d") / f"{project}.conf")
+
+
+def sysusers_path(project: str) -> str:
+    """Server path of the sysusers.d(5) file that creates the service user and group."""
+    return str(PurePosixPath("/etc/sysusers.d") / f"{project}.conf")
+
+
+def docs_file(name: str) -> str:
+    """Path of a doc inside build/, e.g. ``docs/failure_matrix.md``."""
+    return f"{DOCS_DIR}/{name}"

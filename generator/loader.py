@@ -1,0 +1,174 @@
+"""Spec files -> validated :class:`Spec`; every mistake -> a located :class:`Problem`.
+
+The steps: read the YAML (:mod:`generator.yamlsource`), validate the shapes with
+pydantic, expand ``${fact}`` placeholders in prose (:mod:`generator.facts`), validate
+again, check cross-references (:mod:`generator.crossref`). Each step collects all its
+problems; the first step that finds any raises one :class:`SpecError` with all of them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .crossref import check_references
+from .errors import Problem, SpecError
+from .facts import FactTemplate, facts_of, placeholders
+from .models import Spec
+from .yamlsource import SourceMap, SpecSource, read_spec_dir
+
+__all__ = ["load_spec", "validate_source"]
+
+Path_ = tuple[str | int, ...]
+
+
+def _dotted(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Path_, bool]:
+    """Map a pydantic ``loc`` onto the data: drop union tags; say if the last part exists."""
+    out: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            out.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            out.append(part)
+        elif isinstance(node, dict) and isinstance(part, str) and node.get("kind") == part:
+            continue  # discriminated-union tag, not a key of the data
+        elif part == "[key]":
+            continue
+        else:
+            out.append(part)
+            return tuple(out), False
+    return tuple(out), True
+
+
+def _as_model(tp: Any, node: Any) -> type[BaseModel] | None:
+    """The model class ``tp`` stands for at ``node`` (a union is resolved by ``kind``)."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _as_model(typing.get_args(tp)[0], node)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            model = _as_model(arg, node)
+            kind = model.model_fields.get("kind") if model else None
+            if model and (kind is None or (isinstance(node, dict) and node.get("kind") in typing.get_args(kind.annotation))):
+                return model
+        return None
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _step(tp: Any, part: str | int, node: Any) -> Any:
+    """The type reached from ``tp`` by stepping into ``part``."""
+    model = _as_model(tp, node)
+    if model is not None:
+        field = model.model_fields.get(str(part))
+        return field.annotation if field else None
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    return typing.get_args(tp)[-1] if typing.get_origin(tp) in (dict, list) else None
+
+
+def _known_fields(data: Any, parent: Path_) -> list[str]:
+    """Field names allowed at ``parent`` in the data, for "did you mean"."""
+    tp: Any = Spec
+    node = data
+    for part in parent:
+        tp = _step(tp, part, node)
+        node = node[part] if isinstance(node, dict | list) else None
+        if tp is None:
+            return []
+    model = _as_model(tp, node)
+    return list(model.model_fields) if model else []
+
+
+def _message(err: dict[str, Any], data: Any, path: Path_) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        known = _known_fields(data, path[:-1])
+        close = difflib.get_close_matches(str(path[-1]), known, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else (f" (allowed: {', '.join(known)})" if known else "")
+        return f"unknown field '{path[-1]}'{hint}"
+    if kind == "missing":
+        return f"missing required field '{path[-1]}'"
+    if kind == "union_tag_invalid":
+        return f"{err['msg']}"
+    if kind in {"value_error", "assertion_error"}:
+        return str(err["ctx"].get("error", err["msg"])) if "ctx" in err else err["msg"]
+    return err["msg"]
+
+
+def _problems_of(exc: ValidationError, data: Any, smap: SourceMap) -> list[Problem]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        path, exists = _data_path(data, err["loc"])
+        is_key = err["type"] == "extra_forbidden" or "[key]" in err["loc"]
+        location = smap.locate(path if exists else path[:-1], key=is_key)
+        problems.append(Problem(location, _dotted(path), _message(err, data, path)))
+    return problems
+
+
+def _validate(source: SpecSource, data: dict[str, Any]) -> Spec:
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_problems_of(exc, data, source.source_map)) from None
+
+
+def _expand(node: Any, path: Path_, facts: typing.Mapping[str, str], smap: SourceMap, out: list[Problem]) -> Any:
+    if isinstance(node, dict):
+        return {k: _expand(v, (*path, k), facts, smap, out) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand(v, (*path, i), facts, smap, out) for i, v in enumerate(node)]
+    if not isinstance(node, str) or "$" not in node:
+        return node
+    try:
+        unknown = [name for name in placeholders(node) if name not in facts]
+    except ValueError as exc:
+        out.append(Problem(smap.locate(path), _dotted(path), str(exc)))
+        return node
+    for name in unknown:
+        close = difflib.get_close_matches(name, list(facts), n=1)
+        hint = f"; did you mean '${{{close[0]}}}'?" if close else ""
+        out.append(Problem(smap.locate(path), _dotted(path), f"unknown placeholder '${{{name}}}'{hint}"))
+    return node if unknown else FactTemplate(node).substitute(facts)
+
+
+def validate_source(source: SpecSource) -> Spec:
+    """Validate merged spec data and resolve its placeholders and references.
+
+    Input: what :func:`generator.yamlsource.read_spec_files` returned. Output: the
+    :class:`Spec`, its prose with ``${fact}`` placeholders expanded. Raises
+    :class:`SpecError` listing every problem of the first failing step.
+    """
+    spec = _validate(source, source.data)
+    problems: list[Problem] = []
+    expanded = _expand(source.data, (), facts_of(spec), source.source_map, problems)
+    if problems:
+        raise SpecError(problems)
+    spec = _validate(source, expanded)
+    found = check_references(spec)
+    if found:
+        smap = source.source_map
+        raise SpecError([Problem(smap.locate(path), _dotted(path), msg) for path, msg in found])
+    return spec
+
+
+def load_spec(spec_dir: Path) -> Spec:
+    """Read every YAML file of ``spec_dir`` and return the validated :class:`Spec`.
+
+    Raises :class:`SpecError` (all problems, each ``file:line:col: path: message``).
+    """
+    return validate_source(read_spec_dir(spec_dir))

@@ -1,0 +1,211 @@
+"""Read spec YAML files into plain data plus the position of every node.
+
+Safe loading only: PyYAML's ``SafeLoader`` composes the node tree (no Python tags), and
+this module builds the data from it, so it can record where each value and each key
+stands, refuse duplicate keys in one mapping (YAML 1.2 section 3.2.1.1 says keys are
+unique; PyYAML silently keeps the last), and cap what a document may expand to, which
+stops alias ("billion laughs") bombs before they eat memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import Location, Problem, SpecError
+
+__all__ = ["MAX_FILE_BYTES", "MAX_NODES", "SourceMap", "SpecSource", "read_spec_dir", "read_spec_files"]
+
+MAX_FILE_BYTES = 1024 * 1024
+"""Largest spec file read, in bytes; a real spec is a few KiB."""
+
+MAX_NODES = 200_000
+"""Most YAML nodes one run may build, counting every expansion of an alias."""
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass
+class SourceMap:
+    """Where each dotted path of the merged spec data was written.
+
+    ``values`` maps a path to the start of its value, ``keys`` to the start of the
+    mapping key that names it (the better place to point at for a wrong field name).
+    """
+
+    values: dict[Path_, Location] = field(default_factory=dict)
+    keys: dict[Path_, Location] = field(default_factory=dict)
+    fallback: Location = Location("<spec>", 1, 1)
+
+    def locate(self, path: Iterable[str | int], *, key: bool = False) -> Location:
+        """Return the location of ``path``, or of its nearest written ancestor.
+
+        Input: a path like ``("services", "api", "restart", "delay")``; ``key=True``
+        prefers the key's position. Output: a :class:`Location`; never raises.
+        """
+        p = tuple(path)
+        while True:
+            if key and p in self.keys:
+                return self.keys[p]
+            if p in self.values:
+                return self.values[p]
+            if not p:
+                return self.fallback
+            p = p[:-1]
+
+
+@dataclass
+class SpecSource:
+    """The merged data of all spec files and the positions of its nodes."""
+
+    data: dict[str, Any]
+    source_map: SourceMap
+    files: list[Path]
+
+
+class _Builder:
+    """Turns a composed node tree into data, recording positions and counting nodes."""
+
+    def __init__(self, file: str, smap: SourceMap, problems: list[Problem]) -> None:
+        self.file = file
+        self.smap = smap
+        self.problems = problems
+        self.nodes = 0
+        self._scalars = yaml.SafeLoader("")
+
+    def loc(self, node: yaml.Node) -> Location:
+        return Location(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def build(self, node: yaml.Node, path: Path_) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise _TooLarge(self.loc(node))
+        self.smap.values.setdefault(path, self.loc(node))
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        return self._scalars.construct_object(node, deep=True)
+
+    def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[str | int, Any]:
+        out: dict[str | int, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                self._problem(key_node, path, "merge keys ('<<') are not supported; write the keys out")
+                continue
+            key = self._scalars.construct_object(key_node, deep=True) if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, str | int) or isinstance(key, bool):
+                self._problem(key_node, path, f"mapping keys must be strings or integers, got {key!r}")
+                continue
+            if key in out:
+                first = self.smap.keys[(*path, key)]
+                self._problem(key_node, (*path, key), f"duplicate key '{key}' (first written at line {first.line})")
+                continue
+            self.smap.keys[(*path, key)] = self.loc(key_node)
+            out[key] = self.build(value_node, (*path, key))
+        return out
+
+    def _problem(self, node: yaml.Node, path: Path_, message: str) -> None:
+        self.problems.append(Problem(self.loc(node), _dotted(path), message))
+
+
+class _TooLarge(Exception):
+    def __init__(self, location: Location) -> None:
+        self.location = location
+
+
+def _dotted(path: Iterable[str | int]) -> str:
+    """Render a path as ``services.api.restart.delay`` / ``scenarios[3].event``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _read_one(path: Path, display: str, problems: list[Problem]) -> tuple[dict[str, Any], SourceMap] | None:
+    start = Location(display, 1, 1)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            problems.append(Problem(start, "", f"file is {size} bytes; spec files are limited to {MAX_FILE_BYTES}"))
+            return None
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(start, "", f"cannot read spec file: {exc}"))
+        return None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = Location(display, mark.line + 1, mark.column + 1) if mark else start
+        problems.append(Problem(where, "", f"YAML syntax error: {exc.problem or exc.context}"))
+        return None
+    except yaml.YAMLError as exc:
+        problems.append(Problem(start, "", f"YAML error: {exc}"))
+        return None
+    if node is None:
+        return {}, SourceMap()
+    file_map = SourceMap()
+    builder = _Builder(display, file_map, problems)
+    try:
+        data = builder.build(node, ())
+    except _TooLarge as exc:
+        problems.append(Problem(exc.location, "", f"document expands to more than {MAX_NODES} nodes (alias bomb?)"))
+        return None
+    except yaml.YAMLError as exc:  # a scalar the safe constructor refuses (e.g. a Python tag)
+        problems.append(Problem(start, "", f"YAML error: {exc}"))
+        return None
+    if not isinstance(data, dict):
+        problems.append(Problem(start, "", "a spec file must be a mapping of top-level sections"))
+        return None
+    return data, file_map
+
+
+def read_spec_files(files: list[Path], base: Path | None = None) -> SpecSource:
+    """Read and merge spec files; each must be a mapping of distinct top-level sections.
+
+    Input: the files (read in the given order) and ``base``, the folder their names are
+    shown relative to. Output: :class:`SpecSource`. Raises :class:`SpecError` with every
+    syntax, duplicate-key, size and merge problem of all files.
+    """
+    problems: list[Problem] = []
+    smap = SourceMap()
+    merged: dict[str, Any] = {}
+    for path in files:
+        display = str(path.relative_to(base)) if base and path.is_relative_to(base) else str(path)
+        read = _read_one(path, display, problems)
+        if read is None:
+            continue
+        data, file_map = read
+        for key, value in data.items():
+            if key in merged:
+                first = smap.keys[(key,)]
+                problems.append(Problem(file_map.keys[(key,)], key, f"section '{key}' is also defined in {first.file}"))
+                continue
+            merged[key] = value
+            for table, into in ((file_map.keys, smap.keys), (file_map.values, smap.values)):
+                into.update({p: loc for p, loc in table.items() if p and p[0] == key})
+    if files:
+        first = str(files[0].relative_to(base)) if base and files[0].is_relative_to(base) else str(files[0])
+        smap.fallback = Location(first, 1, 1)
+    if problems:
+        raise SpecError(problems)
+    return SpecSource(merged, smap, list(files))
+
+
+def read_spec_dir(spec_dir: Path) -> SpecSource:
+    """Read every ``*.yaml``/``*.yml`` file of ``spec_dir`` (sorted by name) and merge them.
+
+    Raises :class:`SpecError` when the folder is missing or holds no spec file, or for
+    any problem :func:`read_spec_files` reports. Names are shown relative to the folder's parent.
+    """
+    if not spec_dir.is_dir():
+        raise SpecError([Problem(Location(str(spec_dir), 1, 1), "", "spec folder not found")])
+    files = sorted(p for p in spec_dir.iterdir() if p.suffix in {".yaml", ".yml"} and p.is_file())
+    if not files:
+        raise SpecError([Problem(Location(str(spec_dir), 1, 1), "", "no *.yaml files in the spec folder")])
+    return read_spec_files(files, base=spec_dir.parent)
