@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from . import layout
 from .models import Spec
 
-__all__ = ["FactTemplate", "facts_of", "healthcheck_command", "placeholders"]
+__all__ = ["FactTemplate", "facts_of", "healthcheck_argv", "placeholders"]
 
 
 class FactTemplate(string.Template):
@@ -36,9 +36,9 @@ def placeholders(text: str) -> list[str]:
     return names
 
 
-def healthcheck_command(spec: Spec, name: str) -> str:
-    """The command line that runs healthcheck ``name``: the venv's python and the script path."""
-    return f"{spec.project.venv}/bin/python {spec.project.repo}/{spec.healthchecks[name].script}"
+def healthcheck_argv(spec: Spec, name: str) -> list[str]:
+    """The words of the command that runs healthcheck ``name``: the venv's python and the script."""
+    return [f"{spec.project.venv}/bin/python", f"{spec.project.repo}/{spec.healthchecks[name].script}"]
 
 
 def facts_of(spec: Spec) -> Mapping[str, str]:
@@ -65,5 +65,5 @@ def facts_of(spec: Spec) -> Mapping[str, str]:
     for name, ext in spec.external_units.items():
         out[f"{name}.unit"] = f"{ext.unit}.service"
     for name in spec.healthchecks:
-        out[f"{name}.command"] = healthcheck_command(spec, name)
+        out[f"{name}.command"] = " ".join(healthcheck_argv(spec, name))
     return out

@@ -1,0 +1,78 @@
+"""The ``zachot-gen`` command: thin click commands over the public API.
+
+Exit codes: 0 success / up to date; 1 build/ differs from the spec (``check``);
+2 a mistake in the spec, a template, or the command line.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from . import check as check_tree
+from . import render_to
+from .environment import TEMPLATES_DIR
+from .errors import GeneratorError, SpecError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
+
+_spec_opt = click.option("--spec", "spec_dir", type=click.Path(path_type=Path), default=Path("spec"),
+                         show_default=True, help="Folder of spec YAML files.")
+_build_opt = click.option("--build", "build_dir", type=click.Path(path_type=Path), default=Path("build"),
+                          show_default=True, help="The deploy tree to write or check.")
+_templates_opt = click.option("--templates", "templates_dir", type=click.Path(path_type=Path),
+                              default=TEMPLATES_DIR, show_default=False, help="Templates folder (default: the repo's).")
+
+
+def _fail(exc: GeneratorError) -> None:
+    if isinstance(exc, SpecError):
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        click.echo(f"zachot-gen: {len(exc.problems)} error(s) in the spec; nothing written", err=True)
+    else:
+        click.echo(f"zachot-gen: error: {exc}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Render and check the zachot deploy tree from spec/."""
+
+
+@main.command()
+@_spec_opt
+@_build_opt
+@_templates_opt
+def render(spec_dir: Path, build_dir: Path, templates_dir: Path) -> None:
+    """Render spec/ into build/, replacing it atomically."""
+    try:
+        files = render_to(spec_dir, build_dir, templates_dir)
+    except GeneratorError as exc:
+        _fail(exc)
+    click.echo(f"zachot-gen: wrote {len(files)} files to {build_dir}/")
+
+
+@main.command()
+@_spec_opt
+@_build_opt
+@_templates_opt
+def check(spec_dir: Path, build_dir: Path, templates_dir: Path) -> None:
+    """Exit 0 if build/ matches spec/, 1 (with diffs) if not, 2 on a spec error."""
+    try:
+        drift = check_tree(spec_dir, build_dir, templates_dir)
+    except GeneratorError as exc:
+        _fail(exc)
+    if not drift:
+        click.echo(f"zachot-gen: {build_dir}/ is up to date")
+        return
+    for kind, paths in (("changed", drift.changed), ("missing", drift.missing), ("stale", drift.stale)):
+        for path in paths:
+            click.echo(f"{kind}: {build_dir}/{path}")
+    for text in drift.diffs.values():
+        click.echo(text, nl=False)
+    click.echo(f"zachot-gen: {build_dir}/ is out of date; run 'zachot-gen render'", err=True)
+    sys.exit(EXIT_DRIFT)

@@ -1,0 +1,34 @@
+"""The only place a Jinja2 Environment is built (house style 7)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+
+from .filters import FILTERS
+
+__all__ = ["TEMPLATES_DIR", "make_environment"]
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+"""The repo's templates/ folder, next to this package."""
+
+
+def make_environment(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
+    """Build the Environment all artifacts are rendered with.
+
+    ``StrictUndefined`` (an undefined name is an error, never ""), no autoescape (nothing
+    here is HTML; each value goes through its destination's filter instead),
+    ``keep_trailing_newline``, ``trim_blocks``/``lstrip_blocks``, filters from
+    :data:`generator.filters.FILTERS`. Input: the templates folder. Output: the Environment.
+    """
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(FILTERS)
+    return env

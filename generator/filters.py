@@ -1,0 +1,108 @@
+"""Pure functions that make a value safe for the file it lands in; used as Jinja2 filters.
+
+Each destination has its own filter and templates never escape by hand (house style 9).
+A value that cannot be made safe raises ``ValueError``; the renderer reports it with
+the artifact's name.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["FILTERS", "md_cell", "md_code", "md_table", "seconds", "systemd_env", "systemd_value", "systemd_word"]
+
+_SAFE_WORD = re.compile(r"^[A-Za-z0-9._/:@+=,-]+$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_control(value: str, where: str) -> None:
+    if _CONTROL.search(value):
+        raise ValueError(f"{where}: control characters (newline, tab, ...) cannot be written here: {value!r}")
+
+
+def systemd_value(value: str) -> str:
+    """Escape a free-text setting value (e.g. ``Description=``) for a unit file.
+
+    systemd.unit(5): ``%`` starts a specifier, so it is doubled; a newline would end the
+    setting and a trailing backslash would continue it onto the next line, so both are
+    refused (``ValueError``). Output: the value to write after ``Key=``.
+    """
+    _no_control(value, "unit setting")
+    if value.endswith("\\"):
+        raise ValueError(f"unit setting: a trailing backslash would join the next line: {value!r}")
+    return value.replace("%", "%%")
+
+
+def systemd_word(value: str) -> str:
+    """Quote one word of an ``Exec*=`` command line so systemd reads it back unchanged.
+
+    systemd.service(5), "Command lines": words split on whitespace, double quotes group,
+    C-style backslash escapes apply inside them, ``%`` is a specifier and ``$`` an
+    environment expansion. A plain word is returned as is; any other is double-quoted
+    with ``\\`` and ``"`` escaped, ``%`` -> ``%%`` and ``$`` -> ``$$``. Refuses control
+    characters and the empty word (``ValueError``).
+    """
+    _no_control(value, "command word")
+    if value == "":
+        raise ValueError("command word: an empty word cannot be written")
+    if _SAFE_WORD.match(value):
+        return value
+    quoted = value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
+    return f'"{quoted}"'
+
+
+def systemd_env(name: str, value: str) -> str:
+    """Render one ``Environment=`` assignment, quoted: ``"NAME=value"``.
+
+    systemd.exec(5) Environment=: the assignment is one word, so it is double-quoted
+    with ``\\`` and ``"`` escaped; specifiers are expanded, so ``%`` -> ``%%`` (``$`` is
+    not expanded here). Refuses control characters (``ValueError``).
+    """
+    _no_control(value, f"Environment={name}")
+    text = f"{name}={value}".replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return f'"{text}"'
+
+
+def md_cell(value: object) -> str:
+    """Make text safe inside a Markdown table cell: ``|`` -> ``\\|``, line breaks -> ``<br>``."""
+    text = str(value).replace("\r\n", "\n").replace("\r", "\n")
+    return text.replace("|", "\\|").replace("\n", "<br>")
+
+
+def md_table(headers: list[object], rows: list[list[object]]) -> str:
+    """A Markdown (GFM) table: every cell through :func:`md_cell`; no trailing newline.
+
+    Raises ``ValueError`` when a row's length differs from the header's.
+    """
+    lines = ["| " + " | ".join(md_cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+    for row in rows:
+        if len(row) != len(headers):
+            raise ValueError(f"table row has {len(row)} cells, the header {len(headers)}")
+        lines.append("| " + " | ".join(md_cell(c) for c in row) + " |")
+    return "\n".join(lines)
+
+
+def md_code(value: object) -> str:
+    """Wrap text as Markdown inline code, with a fence longer than any backtick run inside."""
+    text = str(value)
+    run = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * (run + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def seconds(value: float) -> str:
+    """Format seconds without a useless fraction: ``5.0`` -> ``5``, ``0.1`` -> ``0.1``."""
+    return f"{value:g}"
+
+
+FILTERS = {
+    "md_cell": md_cell,
+    "md_code": md_code,
+    "md_table": md_table,
+    "seconds": seconds,
+    "systemd_env": systemd_env,
+    "systemd_value": systemd_value,
+    "systemd_word": systemd_word,
+}
+"""Every filter the templates may use, registered by :mod:`generator.environment`."""

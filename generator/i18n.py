@@ -1,0 +1,59 @@
+"""Label catalogs of the generated docs, one YAML file per language (templates/i18n/).
+
+Templates never hold language-specific text: they call ``t("readme.title", project=...)``.
+A missing key or a missing ``{field}`` is an error, never an empty string.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import TemplateError
+
+__all__ = ["Catalog", "load_catalog"]
+
+
+class Catalog:
+    """One language's labels: nested keys addressed as ``"section.key"``."""
+
+    def __init__(self, language: str, data: dict[str, Any]) -> None:
+        self.language = language
+        self._data = data
+
+    def get(self, key: str) -> Any:
+        """The raw value at dotted ``key`` (a string or a mapping); raises TemplateError if absent."""
+        node: Any = self._data
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise TemplateError(f"i18n/{self.language}.yaml: no label '{key}'")
+            node = node[part]
+        return node
+
+    def __call__(self, key: str, **params: object) -> str:
+        """The label at ``key`` with ``{name}`` fields filled from ``params``.
+
+        Raises :class:`TemplateError` when the key is missing, is not text, or names a
+        field not given.
+        """
+        text = self.get(key)
+        if not isinstance(text, str):
+            raise TemplateError(f"i18n/{self.language}.yaml: '{key}' is not a text label")
+        try:
+            return text.format(**params)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise TemplateError(f"i18n/{self.language}.yaml: label '{key}' needs {exc}") from None
+
+
+def load_catalog(templates_dir: Path, language: str) -> Catalog:
+    """Load ``templates_dir/i18n/<language>.yaml``; raises :class:`TemplateError` if missing or invalid."""
+    path = templates_dir / "i18n" / f"{language}.yaml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise TemplateError(f"cannot load label catalog {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise TemplateError(f"label catalog {path} must be a mapping")
+    return Catalog(language, data)

@@ -1,0 +1,222 @@
+"""Models -> the list of artifacts to produce: where each goes, which template renders it,
+and the derived facts (command lines, unit names, auto-actions) its template needs.
+
+Everything a template shows that is not literally in the spec is computed here, once,
+so units and docs read the same value (house style: data flows one way).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import layout
+from .facts import healthcheck_argv
+from .models import ExternalUnit, Healthcheck, LogPolicy, Restart, Scenario, Service, Spec, Stop
+from .semantics import AutoAction, auto_action, crash_loop_seconds
+
+__all__ = ["Artifact", "HealthcheckView", "Plan", "ScenarioView", "ServiceView", "plan"]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One file of build/: its path there, the template, its context, and install metadata.
+
+    ``path`` is relative to build/; for server files it starts with ``root/`` and
+    ``owner``/``group``/``mode`` are what the file must have on the server.
+    """
+
+    path: str
+    template: str
+    context: dict[str, Any]
+    purpose: str
+    """Catalog key under ``purpose.`` describing the file in the docs."""
+    purpose_params: dict[str, object] = field(default_factory=dict)
+    owner: str = "root"
+    group: str = "root"
+    mode: str = "0644"
+
+    @property
+    def server_path(self) -> str | None:
+        """Absolute path on the server, or None for files that are not installed (docs)."""
+        prefix = layout.ROOT_DIR + "/"
+        return "/" + self.path[len(prefix):] if self.path.startswith(prefix) else None
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    """A generated service with everything its unit and the docs need."""
+
+    name: str
+    svc: Service
+    unit_file: str
+    exec_start: list[str]
+    exec_condition: list[str] | None
+    after: list[str]
+    wants: list[str]
+    requires: list[str]
+    stdout_path: str
+    stderr_path: str
+    policy: LogPolicy
+    logrotate_path: str
+    gives_up_after: float | None
+
+
+@dataclass(frozen=True)
+class HealthcheckView:
+    """A healthcheck program, its command line and, for monitors, its timer unit."""
+
+    name: str
+    hc: Healthcheck
+    command: list[str]
+    script_path: str
+    timer_unit: str | None
+
+
+@dataclass(frozen=True)
+class ScenarioView:
+    """A failure-matrix row with its derived auto-action (None: the spec's text is used)."""
+
+    sc: Scenario
+    action: AutoAction | None
+    healthcheck: HealthcheckView | None
+
+
+@dataclass(frozen=True)
+class UnitFacts:
+    """Restart and stop settings of any unit in the matrix, generated or external."""
+
+    name: str
+    title: str
+    unit_file: str
+    restart: Restart
+    stop: Stop | None
+    gives_up_after: float | None
+    external: ExternalUnit | None = None
+
+
+@dataclass
+class Plan:
+    """The artifacts to render, in a stable order, and the views shared by their templates."""
+
+    spec: Spec
+    services: list[ServiceView]
+    healthchecks: list[HealthcheckView]
+    units: dict[str, UnitFacts]
+    scenarios: dict[str, list[ScenarioView]]
+    artifacts: list[Artifact] = field(default_factory=list)
+    enable_units: list[str] = field(default_factory=list)
+    """Units to `systemctl enable --now` after install: the services and the healthcheck timers."""
+    backup_paths: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _unit_file(spec: Spec, name: str) -> str:
+    item = spec.services.get(name) or spec.external_units[name]
+    return f"{item.unit}.service"
+
+
+def _exec_start(spec: Spec, svc: Service) -> list[str]:
+    bin_dir = f"{spec.project.venv}/bin"
+    r = svc.runner
+    if r.kind == "uvicorn":
+        return [f"{bin_dir}/uvicorn", r.app, "--host", r.host, "--port", str(r.port),
+                "--timeout-graceful-shutdown", str(r.graceful_shutdown_sec)]
+    return [f"{bin_dir}/dramatiq", r.module, "--processes", str(r.processes), "--threads", str(r.threads),
+            "--worker-shutdown-timeout", str(r.shutdown_timeout_sec * 1000), "--queues", *r.queues]
+
+
+def _healthcheck_view(spec: Spec, name: str) -> HealthcheckView:
+    hc = spec.healthchecks[name]
+    timer = f"{spec.project.name}-{name.replace('_', '-')}" if hc.every_sec else None
+    return HealthcheckView(name, hc, healthcheck_argv(spec, name),
+                           f"{spec.project.repo}/{hc.script}", timer)
+
+
+def _service_view(spec: Spec, name: str, svc: Service) -> ServiceView:
+    logs = spec.project.logs_dir
+    cond = _healthcheck_view(spec, svc.exec_condition).command if svc.exec_condition else None
+    return ServiceView(
+        name=name, svc=svc, unit_file=f"{svc.unit}.service", exec_start=_exec_start(spec, svc),
+        exec_condition=cond,
+        after=[_unit_file(spec, d) for d in svc.after], wants=[_unit_file(spec, d) for d in svc.wants],
+        requires=[_unit_file(spec, d) for d in svc.requires],
+        stdout_path=f"{logs}/{svc.logs.stdout}", stderr_path=f"{logs}/{svc.logs.stderr}",
+        policy=spec.log_policies[svc.logs.policy], logrotate_path=layout.logrotate_path(svc.unit),
+        gives_up_after=crash_loop_seconds(svc.restart),
+    )
+
+
+def _units(spec: Spec) -> dict[str, UnitFacts]:
+    out = {n: UnitFacts(n, s.title, f"{s.unit}.service", s.restart, s.stop, crash_loop_seconds(s.restart))
+           for n, s in spec.services.items()}
+    out |= {n: UnitFacts(n, e.title, f"{e.unit}.service", e.restart, None, crash_loop_seconds(e.restart), e)
+            for n, e in spec.external_units.items()}
+    return out
+
+
+def _scenarios(spec: Spec, units: dict[str, UnitFacts], hcs: dict[str, HealthcheckView]) -> dict[str, list[ScenarioView]]:
+    fm = spec.failure_matrix
+    out: dict[str, list[ScenarioView]] = {c: [] for c in fm.components}
+    for sc in fm.scenarios:
+        unit_name = fm.components[sc.component].unit
+        action = None
+        if unit_name is not None and sc.event is not None:
+            facts = units[unit_name]
+            action = auto_action(sc.event, facts.restart, facts.stop)
+        hc = hcs[sc.healthcheck.check] if sc.healthcheck else None
+        out[sc.component].append(ScenarioView(sc, action, hc))
+    return out
+
+
+def _artifacts(p: Plan) -> list[Artifact]:
+    spec = p.spec
+    name = spec.project.name
+    root = layout.ROOT_DIR
+    arts: list[Artifact] = []
+    for sv in p.services:
+        arts.append(Artifact(f"{root}{layout.unit_path(sv.svc.unit)}", "systemd/service.j2", {"s": sv},
+                             "unit", {"title": sv.svc.title}))
+        arts.append(Artifact(f"{root}{sv.logrotate_path}", "logrotate/logrotate.j2", {"s": sv},
+                             "logrotate", {"files": f"{sv.stdout_path}, {sv.stderr_path}"}))
+    for hv in p.healthchecks:
+        if hv.timer_unit:
+            ctx = {"h": hv, "service": next(s for s in p.services if s.name == hv.hc.service)}
+            params = {"title": hv.hc.title, "every": hv.hc.every_sec}
+            arts.append(Artifact(f"{root}{layout.unit_path(hv.timer_unit)}", "systemd/healthcheck.service.j2",
+                                 ctx, "healthcheck_service", params))
+            arts.append(Artifact(f"{root}{layout.unit_path(hv.timer_unit, 'timer')}", "systemd/healthcheck.timer.j2",
+                                 ctx, "healthcheck_timer", params))
+    arts.append(Artifact(f"{root}{layout.tmpfiles_path(name)}", "tmpfiles/tmpfiles.conf.j2", {}, "tmpfiles"))
+    arts.append(Artifact(f"{root}{layout.sysusers_path(name)}", "sysusers/sysusers.conf.j2", {}, "sysusers",
+                         {"user": spec.project.user}))
+    for doc in ("README.md", "failure_matrix.md", "backup_recovery.md"):
+        arts.append(Artifact(layout.docs_file(doc), f"docs/{doc}.j2", {}, "doc"))
+    return arts
+
+
+def _backup_paths(p: Plan) -> dict[str, list[str]]:
+    """Server paths each backup target covers, derived from the spec and the artifacts."""
+    derived = {
+        "env_file": [p.spec.project.env_file],
+        "units": [a.server_path for a in p.artifacts if a.server_path],
+        "logs": [path for s in p.services for path in (s.stdout_path, s.stderr_path)],
+    }
+    return {name: list(t.paths) if t.covers == "paths" else derived[t.covers]  # type: ignore[misc]
+            for name, t in p.spec.backup.targets.items()}
+
+
+def plan(spec: Spec) -> Plan:
+    """Turn a validated spec into the render plan.
+
+    Input: :class:`Spec` (from :func:`generator.loader.load_spec`). Output: a
+    :class:`Plan` whose ``artifacts`` list every file of build/ except the manifest,
+    in a stable order. Raises nothing for a spec that passed validation.
+    """
+    services = [_service_view(spec, n, s) for n, s in spec.services.items()]
+    hcs = {n: _healthcheck_view(spec, n) for n in spec.healthchecks}
+    units = _units(spec)
+    p = Plan(spec, services, list(hcs.values()), units, _scenarios(spec, units, hcs))
+    p.artifacts = _artifacts(p)
+    p.backup_paths = _backup_paths(p)
+    p.enable_units = [s.unit_file for s in services] + [f"{h.timer_unit}.timer" for h in p.healthchecks if h.timer_unit]
+    return p

@@ -1,0 +1,82 @@
+"""Render plan -> ``{path in build/: text}``. No I/O but reading templates.
+
+Every artifact is rendered with the same shared context (the plan's views, the label
+catalog, the layout's paths); the manifest is written from the artifacts' metadata with
+the csv module (tab-separated), not by a template.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from . import layout
+from .environment import TEMPLATES_DIR, make_environment
+from .errors import TemplateError
+from .i18n import load_catalog
+from .planner import Plan
+from .semantics import condition_outcome
+
+__all__ = ["manifest_text", "render"]
+
+
+def manifest_text(p: Plan) -> str:
+    """The manifest: one tab-separated row per installed file, with a header row.
+
+    Columns: ``build_path`` (under build/), ``server_path``, ``owner``, ``group``, ``mode``
+    (octal text). Rows are in artifact order.
+    """
+    buf = io.StringIO()
+    writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    writer.writerow(["build_path", "server_path", "owner", "group", "mode"])
+    for a in p.artifacts:
+        if a.server_path:
+            writer.writerow([a.path, a.server_path, a.owner, a.group, a.mode])
+    return buf.getvalue()
+
+
+def _shared_context(p: Plan, templates_dir: Path) -> dict[str, Any]:
+    name = p.spec.project.name
+    return {
+        "spec": p.spec,
+        "t": load_catalog(templates_dir, p.spec.project.language),
+        "services": p.services,
+        "healthchecks": p.healthchecks,
+        "units": p.units,
+        "scenarios": p.scenarios,
+        "artifacts": p.artifacts,
+        "enable_units": p.enable_units,
+        "backup_paths": p.backup_paths,
+        "tmpfiles_path": layout.tmpfiles_path(name),
+        "sysusers_path": layout.sysusers_path(name),
+        "manifest_name": layout.MANIFEST,
+        "condition_outcome": condition_outcome,
+    }
+
+
+def render(p: Plan, templates_dir: Path = TEMPLATES_DIR) -> dict[str, str]:
+    """Render every artifact of ``p`` and the manifest.
+
+    Input: a :class:`Plan`, the templates folder. Output: ``{relative path: text}``,
+    deterministic (same bytes on every run and machine). Raises :class:`TemplateError`
+    naming the artifact and template for a missing template, a syntax error, an
+    undefined variable, or a value its filter refuses.
+    """
+    env = make_environment(templates_dir)
+    shared = _shared_context(p, templates_dir)
+    out: dict[str, str] = {}
+    for a in p.artifacts:
+        try:
+            out[a.path] = env.get_template(a.template).render({**shared, **a.context})
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"{exc.filename or a.template}:{exc.lineno}: {exc.message}") from None
+        except jinja2.TemplateError as exc:
+            raise TemplateError(f"{a.template} (rendering {a.path}): {exc}") from None
+        except ValueError as exc:
+            raise TemplateError(f"{a.template} (rendering {a.path}): {exc}") from None
+    out[layout.MANIFEST] = manifest_text(p)
+    return out

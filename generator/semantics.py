@@ -1,0 +1,132 @@
+"""What systemd does by itself when a unit meets an event: the failure matrix's
+"systemd auto-action" column, derived from the unit's settings instead of written by hand.
+
+Rules, with their sources:
+
+* Restart= decides by the exit cause, per the table "Exit causes and the effect of the
+  Restart= settings" in systemd.service(5): a clean exit code or signal (0, SIGHUP,
+  SIGINT, SIGTERM, SIGPIPE) restarts only with `always`/`on-success`; an unclean exit code
+  with `always`/`on-failure`; an unclean signal (SIGKILL, also the OOM killer's) with
+  `always`/`on-failure`/`on-abnormal`/`on-abort`.
+* A stop or restart asked for by a human (systemctl) never triggers Restart=.
+* ExecCondition= (systemd.service(5)): exit 1-254 skips the start without marking the unit
+  failed, so Restart= is not triggered; exit 255 or a signal fails the unit like any other
+  failed start command, so Restart= applies as for an unclean exit code.
+* Restarts count against StartLimitBurst= starts within StartLimitIntervalSec=
+  (systemd.unit(5)); past it the unit is left `failed` with result `start-limit-hit`
+  until `systemctl reset-failed`.
+* A process that hangs without exiting is invisible to systemd without WatchdogSec=.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .models import Event, Restart, Stop
+
+__all__ = ["AutoAction", "auto_action", "condition_outcome", "crash_loop_seconds", "restarts_on"]
+
+# systemd.service(5), "Exit causes and the effect of the Restart= settings".
+_RESTARTS: dict[str, frozenset[str]] = {
+    "clean": frozenset({"always", "on-success"}),
+    "unclean_code": frozenset({"always", "on-failure"}),
+    "unclean_signal": frozenset({"always", "on-failure", "on-abnormal", "on-abort"}),
+}
+
+_CAUSE: dict[str, str] = {
+    "crash": "unclean_code",
+    "crash_loop": "unclean_code",
+    "condition_error": "unclean_code",
+    "killed": "unclean_signal",
+    "oom": "unclean_signal",
+    "clean_exit": "clean",
+}
+
+
+@dataclass(frozen=True)
+class AutoAction:
+    """A derived auto-action: a catalog ``key`` and the numbers its sentence needs.
+
+    ``key`` is one of: ``restart``, ``restart_then_limit``, ``no_restart``, ``stop_only``,
+    ``stop_start``, ``nothing``, ``skip``, ``fail_then_restart``, ``fail_no_restart``,
+    ``stopped_with_dependency``. ``params`` hold seconds as floats and counts as ints.
+    """
+
+    key: str
+    params: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def params_text(self) -> dict[str, str]:
+        """``params`` as text for a sentence: seconds without a useless fraction (5.0 -> "5")."""
+        return {k: f"{v:g}" if isinstance(v, float) else str(v) for k, v in self.params.items()}
+
+
+def restarts_on(policy: str, event: Event) -> bool:
+    """Whether Restart=``policy`` restarts the unit after ``event`` (see the module rules)."""
+    cause = _CAUSE.get(event)
+    return cause is not None and policy in _RESTARTS[cause]
+
+
+def crash_loop_seconds(restart: Restart) -> float | None:
+    """Seconds of crash-looping after which the start limit leaves the unit failed.
+
+    A unit crashing at once after each start is started every ``delay_sec``; the start
+    limit is hit when more than ``start_limit_burst`` starts fall within
+    ``start_limit_interval_sec``. Returns the time from the first start to the refused
+    one, or ``None`` when the starts are spaced too far apart to ever hit the limit
+    (or the limit is off: interval 0).
+    """
+    if restart.start_limit_interval_sec == 0:
+        return None
+    span = restart.start_limit_burst * restart.delay_sec  # first start .. the (burst+1)-th
+    return span if span <= restart.start_limit_interval_sec else None
+
+
+def _limit_params(restart: Restart) -> dict[str, object]:
+    loop = crash_loop_seconds(restart)
+    return {
+        "policy": restart.policy, "delay": restart.delay_sec, "burst": restart.start_limit_burst,
+        "interval": restart.start_limit_interval_sec,
+        "gives_up_after": None if loop is None else math.ceil(loop),
+    }
+
+
+def auto_action(event: Event, restart: Restart, stop: Stop | None = None) -> AutoAction:
+    """Derive what systemd does after ``event`` for a unit with ``restart`` and ``stop``.
+
+    Inputs: the event, the unit's Restart settings, its Stop settings (needed for the
+    manual events; ``None`` for units whose stop settings are not modelled). Output: an
+    :class:`AutoAction`. Raises nothing.
+    """
+    params = _limit_params(restart)
+    if stop is not None:
+        params |= {"signal": stop.signal, "stop_timeout": stop.timeout_sec, "kill_mode": stop.kill_mode}
+    if event == "hang":
+        return AutoAction("nothing", params)
+    if event == "manual_stop":
+        return AutoAction("stop_only", params)
+    if event == "manual_restart":
+        return AutoAction("stop_start", params)
+    if event == "condition_skip":
+        return AutoAction("skip", params)
+    if event == "dependency_stopped":
+        return AutoAction("stopped_with_dependency", params)
+    if not restarts_on(restart.policy, event):
+        return AutoAction("fail_no_restart" if event == "condition_error" else "no_restart", params)
+    if event == "condition_error":
+        return AutoAction("fail_then_restart", params)
+    if event == "crash_loop":
+        return AutoAction("restart_then_limit" if params["gives_up_after"] is not None else "restart_forever", params)
+    return AutoAction("restart", params)
+
+
+def condition_outcome(code: int) -> str:
+    """What an ExecCondition= exit ``code`` does (systemd.service(5), ExecCondition=).
+
+    Returns ``"0"`` (the start goes on), ``"skip"`` (1-254: skipped, unit not failed,
+    Restart= not triggered) or ``"fail"`` (255 and anything else: the unit fails).
+    """
+    if code == 0:
+        return "0"
+    return "skip" if 1 <= code <= 254 else "fail"
