@@ -114,7 +114,7 @@ def _problems_of(exc: ValidationError, data: Any, smap: SourceMap) -> list[Probl
     problems = []
     for err in exc.errors(include_url=False):
         path, exists = _data_path(data, err["loc"])
-        is_key = err["type"] == "extra_forbidden" or "[key]" in err["loc"]
+        is_key = err["type"] == "extra_forbidden" or "[key]" in err["loc"] or not exists
         location = smap.locate(path if exists else path[:-1], key=is_key)
         problems.append(Problem(location, _dotted(path), _message(err, data, path)))
     return problems

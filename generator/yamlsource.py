@@ -142,7 +142,10 @@ def _read_one(path: Path, display: str, problems: list[Problem]) -> tuple[dict[s
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = Location(display, mark.line + 1, mark.column + 1) if mark else start
-        problems.append(Problem(where, "", f"YAML syntax error: {exc.problem or exc.context}"))
+        context = ""
+        if exc.context and exc.context_mark and exc.problem_mark and exc.context_mark.line != exc.problem_mark.line:
+            context = f" ({exc.context} at line {exc.context_mark.line + 1})"
+        problems.append(Problem(where, "", f"YAML syntax error: {exc.problem or exc.context}{context}"))
         return None
     except yaml.YAMLError as exc:
         problems.append(Problem(start, "", f"YAML error: {exc}"))

@@ -1,0 +1,30 @@
+# Two commands do all the set-up (see README.md):
+#   make render   - create .venv, install zachot-gen, render build/ from spec/
+#   make test     - install the system tools the tests use, check build/, run the test suite
+VENV   ?= .venv
+PYTHON ?= python3
+BIN    := $(VENV)/bin
+
+.PHONY: render test check validate venv clean
+
+$(BIN)/zachot-gen: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+venv: $(BIN)/zachot-gen
+
+render: venv
+	$(BIN)/zachot-gen render
+
+check: venv
+	$(BIN)/zachot-gen check
+
+test: venv
+	./scripts/install-system-deps.sh
+	$(BIN)/zachot-gen check
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

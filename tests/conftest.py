@@ -1,0 +1,18 @@
+"""Shared fixtures: the repo's spec and fixture specs, copied where a test may change them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO
+
+
+@pytest.fixture
+def zachot_spec(tmp_path: Path) -> Path:
+    """A private copy of the repo's spec/ folder (tmp_path/spec)."""
+    dst = tmp_path / "spec"
+    shutil.copytree(REPO / "spec", dst)
+    return dst

@@ -1,0 +1,37 @@
+"""Small helpers for tests that go through the public API and the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SPEC_CASES: dict[str, Path] = {
+    "zachot": REPO / "spec",
+    "single_api_en": REPO / "tests" / "fixtures" / "specs" / "single_api_en",
+    "worker_split_group": REPO / "tests" / "fixtures" / "specs" / "worker_split_group",
+}
+"""Spec folders rendered by the snapshot tests: the real one and fixtures of other shapes."""
+
+
+def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real ``zachot-gen`` entry point in a subprocess; returns the finished process."""
+    cmd = [sys.executable, "-c", "from generator.cli import main; main()", *map(str, args)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(cmd, cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=120)
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    """Every regular file under ``root`` as ``{relative path: bytes}`` (symlinks not followed)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+def line_of(text: str, needle: str) -> int:
+    """1-based number of the first line of ``text`` containing ``needle``."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if needle in line:
+            return number
+    raise AssertionError(f"{needle!r} not in text")

@@ -1,0 +1,115 @@
+"""Every spec mistake is reported as `file:line:col: dotted.path: message`, exit 2, nothing written.
+
+Each case edits the small `single_api_en` fixture; the expected line is found in the edited
+text, so the test fails if the reported place is not where the mistake is.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from generator import SpecError, load_spec
+from helpers import SPEC_CASES, line_of, run_cli
+
+BASE = (SPEC_CASES["single_api_en"] / "spec.yaml").read_text()
+
+
+def _spec_with(tmp_path: Path, text: str) -> Path:
+    spec = tmp_path / "spec"
+    spec.mkdir()
+    (spec / "spec.yaml").write_text(text)
+    return spec
+
+
+def _problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        load_spec(_spec_with(tmp_path, text))
+    return [str(p) for p in info.value.problems]
+
+
+# (case id, old text, new text, marker on the reported line, path, message regex)
+CASES = [
+    ("yaml-syntax", "    rotate: 7\n", "    rotate: [7\n", "compress: true", "",
+     r"YAML syntax error: expected ',' or '\]', but got ':' \(while parsing a flow sequence at line 32\)"),
+    ("wrong-type", "port: 9000", "port: nine", "port: nine", "services.web.runner.port", r"valid integer"),
+    ("unknown-key-near-miss", "    rotate: 7\n", "    rotat: 7\n", "rotat: 7", "log_policies.plain.rotat",
+     r"unknown field 'rotat'; did you mean 'rotate'\?"),
+    ("unknown-key-far", "    rotate: 7\n", "    rotate: 7\n    colour: blue\n", "colour: blue",
+     "log_policies.plain.colour", r"unknown field 'colour' \(allowed: owner, group, mode"),
+    ("missing-field", "    frequency: daily\n", "", "  plain:", "log_policies.plain.frequency",
+     r"missing required field 'frequency'"),
+    ("duplicate-key", "    rotate: 7\n", "    rotate: 7\n    rotate: 8\n", "rotate: 8", "log_policies.plain.rotate",
+     r"duplicate key 'rotate' \(first written at line \d+\)"),
+    ("dangling-log-policy", "policy: plain,", "policy: plian,", "policy: plian", "services.web.logs.policy",
+     r"unknown log policy 'plian' \(known: plain\)"),
+    ("dangling-component", "    - component: web\n      failure: Web crashes",
+     "    - component: wbe\n      failure: Web crashes", "component: wbe",
+     "failure_matrix.scenarios[0].component", r"unknown component 'wbe'"),
+    ("unknown-placeholder", "Read ${web.stderr}", "Read ${web.stderrr}", "${web.stderrr}",
+     "failure_matrix.scenarios[0].manual_action", r"unknown placeholder '\$\{web.stderrr\}'; did you mean '\$\{web.stderr\}'\?"),
+    ("bad-enum", "policy: always,", "policy: sometimes,", "policy: sometimes", "services.web.restart.policy",
+     r"Input should be 'no', 'on-success'"),
+    ("relative-path", "logs_dir: /var/log/shop", "logs_dir: var/log/shop", "logs_dir: var", "project.logs_dir",
+     r"must be an absolute path"),
+    ("path-with-space", "root: /srv/shop", "root: /srv/my shop", "root: /srv/my shop", "project.root",
+     r"no spaces"),
+    ("bad-user-name", "  user: shop", "  user: 9shop", "user: 9shop", "project.user", r"should match pattern"),
+    ("hand-written-auto-action", "      event: crash\n", "      auto_action: it restarts\n", "auto_action: it restarts",
+     "failure_matrix.scenarios[0].auto_action", r"derived from its settings; give 'event'"),
+    ("merge-key", "  plain:\n", "  base: &b {owner: shop}\n  plain:\n    <<: *b\n", "<<: *b", "log_policies.plain",
+     r"merge keys .* are not supported"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "marker", "path", "message"),
+                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_mistake_is_located(tmp_path: Path, old: str, new: str, marker: str, path: str, message: str) -> None:
+    assert old in BASE, "the fixture changed; update the case"
+    text = BASE.replace(old, new, 1)
+    problems = _problems(tmp_path, text)
+    line = line_of(text, marker)
+    prefix = f"spec/spec.yaml:{line}:" + (r"\d+: " + re.escape(path) + ": " if path else r"\d+: ")
+    assert any(re.match(prefix + ".*" + message, p) for p in problems), problems
+
+
+def test_all_errors_of_a_run_are_reported(tmp_path: Path) -> None:
+    text = BASE.replace("port: 9000", "port: nine").replace("    rotate: 7\n", "    rotat: 7\n")
+    text = text.replace("  title: Shop\n", "  title: Shop\n  colour: blue\n")
+    problems = _problems(tmp_path, text)
+    assert len(problems) == 4, problems  # port, rotat (unknown), rotate (missing), colour
+    assert problems == sorted(problems, key=lambda p: int(p.split(":")[1]))
+
+
+def test_cli_exits_2_without_traceback_and_writes_nothing(tmp_path: Path) -> None:
+    spec = _spec_with(tmp_path, BASE.replace("port: 9000", "port: nine"))
+    build = tmp_path / "build"
+    result = run_cli("render", "--spec", spec, "--build", build)
+    assert result.returncode == 2
+    assert re.search(r"^spec/spec.yaml:\d+:\d+: services.web.runner.port: ", result.stderr, re.M)
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not build.exists()
+    assert run_cli("check", "--spec", spec, "--build", build).returncode == 2
+
+
+def test_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
+    bomb = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    bomb += [f"a{i}: &a{i} [{', '.join([f'*a{i-1}'] * 10)}]" for i in range(1, 9)]
+    problems = _problems(tmp_path, "\n".join(bomb) + "\n")
+    assert any("alias bomb" in p for p in problems), problems
+
+
+def test_section_defined_in_two_files_is_refused(tmp_path: Path) -> None:
+    spec = _spec_with(tmp_path, BASE)
+    (spec / "z-extra.yaml").write_text("# again\nlog_policies: {}\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(spec)
+    assert any(str(p).startswith("spec/z-extra.yaml:2:1: log_policies: section 'log_policies' is also defined in spec/spec.yaml")
+               for p in info.value.problems), info.value.problems
+
+
+def test_missing_spec_folder(tmp_path: Path) -> None:
+    result = run_cli("render", "--spec", tmp_path / "nope", "--build", tmp_path / "b")
+    assert result.returncode == 2 and "spec folder not found" in result.stderr
