@@ -9,41 +9,66 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dataclasses import dataclass, field
+
 from .environment import TEMPLATES_DIR
-from .errors import GeneratorError, OutputError, SpecError, TemplateError
-from .loader import load_spec
+from .errors import GeneratorError, OutputError, Problem, SpecError, TemplateError
+from .lint import lint
+from .loader import load, load_spec
 from .models import Spec
 from .output import Drift, diff, write
 from .planner import Plan, plan
 from .renderer import render
 
 __all__ = [
-    "Drift", "GeneratorError", "OutputError", "Plan", "Spec", "SpecError", "TemplateError",
-    "build_files", "check", "diff", "load_spec", "plan", "render", "render_to", "write",
+    "Build", "Drift", "GeneratorError", "OutputError", "Plan", "Spec", "SpecError", "TemplateError",
+    "build", "build_files", "check", "diff", "load_spec", "plan", "render", "render_to", "write",
 ]
 
 
+@dataclass
+class Build:
+    """The rendered tree of a spec (``{path in build/: text}``), its plan, and lint warnings."""
+
+    files: dict[str, str]
+    plan: Plan
+    warnings: list[Problem] = field(default_factory=list)
+
+
+def build(spec_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> Build:
+    """Load, plan, render and lint ``spec_dir``; touches no file but reads.
+
+    Raises :class:`SpecError` for spec mistakes and lint errors (located in the spec),
+    :class:`TemplateError` for template problems. Lint warnings come back in ``warnings``.
+    """
+    loaded = load(spec_dir)
+    p = plan(loaded.spec)
+    files = render(p, templates_dir)
+    findings = lint(p, files)
+    errors = [loaded.problem(f.path, f.message) for f in findings if f.severity == "error"]
+    if errors:
+        raise SpecError(errors)
+    warnings = [loaded.problem(f.path, "warning: " + f.message) for f in findings if f.severity == "warning"]
+    return Build(files, p, warnings)
+
+
 def build_files(spec_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> dict[str, str]:
-    """Load, plan and render ``spec_dir``: the full content of build/ as ``{path: text}``.
+    """The full content of build/ for ``spec_dir`` as ``{path: text}`` (see :func:`build`)."""
+    return build(spec_dir, templates_dir).files
 
-    Raises :class:`SpecError` or :class:`TemplateError`; touches no file but reads.
+
+def render_to(spec_dir: Path, build_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> Build:
+    """Build ``spec_dir`` and replace ``build_dir`` with the result, atomically.
+
+    Raises :class:`GeneratorError` subclasses; on any error ``build_dir`` is left as it was.
     """
-    return render(plan(load_spec(spec_dir)), templates_dir)
-
-
-def render_to(spec_dir: Path, build_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> dict[str, str]:
-    """Render ``spec_dir`` and replace ``build_dir`` with the result, atomically.
-
-    Output: the files written. Raises :class:`GeneratorError` subclasses; on any error
-    ``build_dir`` is left as it was.
-    """
-    files = build_files(spec_dir, templates_dir)
-    write(build_dir, files)
-    return files
+    result = build(spec_dir, templates_dir)
+    write(build_dir, result.files)
+    return result
 
 
 def check(spec_dir: Path, build_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> Drift:
-    """Render ``spec_dir`` in memory and compare with ``build_dir``; returns the :class:`Drift`.
+    """Build ``spec_dir`` in memory and compare with ``build_dir``; returns the :class:`Drift`.
 
     Raises :class:`SpecError` or :class:`TemplateError`; writes nothing.
     """

@@ -14,7 +14,7 @@ import click
 from . import check as check_tree
 from . import render_to
 from .environment import TEMPLATES_DIR
-from .errors import GeneratorError, SpecError
+from .errors import GeneratorError, Problem, SpecError
 
 __all__ = ["main"]
 
@@ -38,6 +38,11 @@ def _fail(exc: GeneratorError) -> None:
     sys.exit(EXIT_ERROR)
 
 
+def _warn(warnings: list[Problem]) -> None:
+    for problem in warnings:
+        click.echo(str(problem), err=True)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Render and check the zachot deploy tree from spec/."""
@@ -50,10 +55,11 @@ def main() -> None:
 def render(spec_dir: Path, build_dir: Path, templates_dir: Path) -> None:
     """Render spec/ into build/, replacing it atomically."""
     try:
-        files = render_to(spec_dir, build_dir, templates_dir)
+        result = render_to(spec_dir, build_dir, templates_dir)
     except GeneratorError as exc:
         _fail(exc)
-    click.echo(f"zachot-gen: wrote {len(files)} files to {build_dir}/")
+    _warn(result.warnings)
+    click.echo(f"zachot-gen: wrote {len(result.files)} files to {build_dir}/")
 
 
 @main.command()

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .models import Spec
+from .hardening import PRESET_NAMES
+from .models import Hardening, Spec
 
 __all__ = ["check_references"]
 
@@ -52,6 +53,16 @@ def _services(spec: Spec) -> Iterator[Found]:
             if item.unit in seen_units:
                 yield (section, name, "unit"), f"unit name '{item.unit}' is already used by {seen_units[item.unit]}"
             seen_units[item.unit] = f"{section}.{name}"
+
+
+def _hardening(spec: Spec) -> Iterator[Found]:
+    units: list[tuple[tuple[str | int, ...], Hardening]] = [
+        (("services", n, "hardening"), s.hardening) for n, s in spec.services.items()]
+    units += [(("healthchecks", n, "hardening"), h.hardening) for n, h in spec.healthchecks.items()]
+    for base, hardening in units:
+        for name in hardening.exceptions:
+            if name not in PRESET_NAMES:
+                yield (*base, "exceptions", name), _unknown("preset directive", name, PRESET_NAMES)
 
 
 def _healthchecks(spec: Spec) -> Iterator[Found]:
@@ -126,4 +137,4 @@ def check_references(spec: Spec) -> list[Found]:
     Input: a spec that passed model validation. Output: a possibly empty list; the
     paths index the spec data (``("services", "api", "logs", "policy")``). Never raises.
     """
-    return [*_services(spec), *_healthchecks(spec), *_matrix(spec), *_backup(spec)]
+    return [*_services(spec), *_hardening(spec), *_healthchecks(spec), *_matrix(spec), *_backup(spec)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import types
+from dataclasses import dataclass
 import typing
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from .facts import FactTemplate, facts_of, placeholders
 from .models import Spec
 from .yamlsource import SourceMap, SpecSource, read_spec_dir
 
-__all__ = ["load_spec", "validate_source"]
+__all__ = ["Loaded", "load", "load_spec", "validate_source"]
 
 Path_ = tuple[str | int, ...]
 
@@ -166,9 +167,30 @@ def validate_source(source: SpecSource) -> Spec:
     return spec
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """A validated spec and where each of its fields was written (for later findings)."""
+
+    spec: Spec
+    source_map: SourceMap
+
+    def problem(self, path: tuple[str | int, ...], message: str) -> Problem:
+        """A :class:`Problem` for ``path`` of the spec, located at the key that names it."""
+        return Problem(self.source_map.locate(path, key=True), _dotted(path), message)
+
+
+def load(spec_dir: Path) -> Loaded:
+    """Read every YAML file of ``spec_dir``; return the validated spec with its source map.
+
+    Raises :class:`SpecError` (all problems, each ``file:line:col: path: message``).
+    """
+    source = read_spec_dir(spec_dir)
+    return Loaded(validate_source(source), source.source_map)
+
+
 def load_spec(spec_dir: Path) -> Spec:
     """Read every YAML file of ``spec_dir`` and return the validated :class:`Spec`.
 
     Raises :class:`SpecError` (all problems, each ``file:line:col: path: message``).
     """
-    return validate_source(read_spec_dir(spec_dir))
+    return load(spec_dir).spec

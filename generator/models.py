@@ -14,7 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 __all__ = [
     "AbsPath", "Backup", "BackupTarget", "Check", "Component", "DesignDecision", "DisasterScenario",
-    "DramatiqRunner", "Event", "ExitCode", "ExternalUnit", "FailureMatrix", "Healthcheck", "HealthSignal",
+    "DramatiqRunner", "Event", "ExitCode", "ExternalUnit", "FailureMatrix", "Hardening", "HardeningException", "Healthcheck", "HealthSignal",
     "LogPolicy", "Logs", "NotBackedUp", "NotChecked", "Principle", "Project", "Restart", "Runner",
     "Scenario", "Service", "Spec", "Stop", "UvicornRunner", "Watchdog",
 ]
@@ -120,6 +120,9 @@ class Restart(_Model):
     """StartLimitIntervalSec= (in [Unit]): the window start attempts are counted in, seconds."""
     start_limit_burst: Annotated[int, Field(ge=1, le=1000)]
     """StartLimitBurst= (in [Unit]): starts allowed in that window before the unit is left failed."""
+    ride_out_sec: Annotated[int, Field(ge=1, le=86400)] | None = None
+    """The longest outage (of Redis, say) the service must survive by restarting: lint fails
+    when a crash loop would hit the start limit sooner. Null: no such promise."""
 
 
 class Stop(_Model):
@@ -186,6 +189,27 @@ class Watchdog(_Model):
     """Why the watchdog is not used; rendered into the docs."""
 
 
+class HardeningException(_Model):
+    """A relaxation of one preset directive, with the reason it is needed."""
+
+    value: str
+    """The value used instead of the preset's; empty to leave the directive out."""
+    reason: Text
+    """Why the preset value breaks this service; shown in the docs."""
+
+
+class Hardening(_Model):
+    """Sandboxing of one unit: the preset (generator/hardening.py) minus recorded exceptions."""
+
+    exceptions: dict[str, HardeningException] = {}
+    """Preset directives relaxed for this unit, by directive name (e.g. `ProtectProc`)."""
+    writable_paths: list[AbsPath] = []
+    """Extra paths the service writes besides its logs (state); become ReadWritePaths=."""
+    exposure: Annotated[float, Field(ge=0, le=10)] | None = None
+    """The overall exposure `systemd-analyze security --offline=true` reports for the unit;
+    `zachot-gen validate` fails when the tool disagrees. Null: not measured (not shown)."""
+
+
 class Service(_Model):
     """A service whose unit zachot-gen generates."""
 
@@ -213,6 +237,7 @@ class Service(_Model):
     in_memory_state: list[Text] = []
     """What lives only in this process's memory and is lost on every restart."""
     watchdog: Watchdog | None = None
+    hardening: Hardening = Hardening()
 
 
 class ExternalUnit(_Model):
@@ -293,6 +318,8 @@ class Healthcheck(_Model):
     every_sec: Annotated[int, Field(ge=10, le=86400)] | None = None
     """For `monitor`: run by a systemd timer this often (OnUnitActiveSec=); null for no timer."""
     not_checked: list[NotChecked] = []
+    hardening: Hardening = Hardening()
+    """Sandboxing of the timer's oneshot unit (role `monitor` with every_sec)."""
 
 
 class Principle(_Model):

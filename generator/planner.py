@@ -12,6 +12,7 @@ from typing import Any
 
 from . import layout
 from .facts import healthcheck_argv
+from .hardening import Directive, hardening_for
 from .models import ExternalUnit, Healthcheck, LogPolicy, Restart, Scenario, Service, Spec, Stop
 from .semantics import AutoAction, auto_action, crash_loop_seconds
 
@@ -60,6 +61,7 @@ class ServiceView:
     policy: LogPolicy
     logrotate_path: str
     gives_up_after: float | None
+    hardening: list[Directive]
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class HealthcheckView:
     command: list[str]
     script_path: str
     timer_unit: str | None
+    hardening: list[Directive]
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,7 @@ def _healthcheck_view(spec: Spec, name: str) -> HealthcheckView:
     hc = spec.healthchecks[name]
     timer = f"{spec.project.name}-{name.replace('_', '-')}" if hc.every_sec else None
     return HealthcheckView(name, hc, healthcheck_argv(spec, name),
-                           f"{spec.project.repo}/{hc.script}", timer)
+                           f"{spec.project.repo}/{hc.script}", timer, hardening_for(hc.hardening, hc.hardening.writable_paths))
 
 
 def _service_view(spec: Spec, name: str, svc: Service) -> ServiceView:
@@ -143,6 +146,7 @@ def _service_view(spec: Spec, name: str, svc: Service) -> ServiceView:
         stdout_path=f"{logs}/{svc.logs.stdout}", stderr_path=f"{logs}/{svc.logs.stderr}",
         policy=spec.log_policies[svc.logs.policy], logrotate_path=layout.logrotate_path(svc.unit),
         gives_up_after=crash_loop_seconds(svc.restart),
+        hardening=hardening_for(svc.hardening, [logs, *svc.hardening.writable_paths]),
     )
 
 

@@ -18,6 +18,8 @@ from . import layout
 from .environment import TEMPLATES_DIR, make_environment
 from .errors import TemplateError
 from .i18n import load_catalog
+from .hardening import PRESET
+from .models import Hardening
 from .planner import Plan
 from .semantics import condition_outcome
 
@@ -39,6 +41,11 @@ def manifest_text(p: Plan) -> str:
     return buf.getvalue()
 
 
+def _exceptions_text(hardening: Hardening) -> str:
+    """``Directive=value — reason`` for each exception, joined with "; " (empty if none)."""
+    return "; ".join(f"`{name}={exc.value}` — {exc.reason}" for name, exc in sorted(hardening.exceptions.items()))
+
+
 def _shared_context(p: Plan, templates_dir: Path) -> dict[str, Any]:
     name = p.spec.project.name
     return {
@@ -55,6 +62,8 @@ def _shared_context(p: Plan, templates_dir: Path) -> dict[str, Any]:
         "sysusers_path": layout.sysusers_path(name),
         "manifest_name": layout.MANIFEST,
         "condition_outcome": condition_outcome,
+        "preset": PRESET,
+        "exceptions_text": _exceptions_text,
     }
 
 

@@ -1,0 +1,138 @@
+"""Consistency rules across artifacts that no single tool can see.
+
+Runs on the plan and the rendered files, so it also catches a template that writes a
+path the spec did not mean. Each finding names the spec field to change. Errors fail
+``render``, ``check`` and ``validate`` (exit 2); warnings are printed and pass.
+"""
+
+from __future__ import annotations
+
+import configparser
+import graphlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from .planner import Plan, ServiceView
+from .semantics import crash_loop_seconds
+
+__all__ = ["Finding", "lint"]
+
+STOP_MARGIN_SEC = 5.0
+"""A stop timeout closer than this to the app's own shutdown wait is a warning."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One lint result: the spec path to change, what is wrong, and whether it fails the run."""
+
+    path: tuple[str | int, ...]
+    message: str
+    severity: Literal["error", "warning"] = "error"
+
+
+def _unit_sections(text: str) -> configparser.RawConfigParser:
+    parser = configparser.RawConfigParser(strict=False, interpolation=None, comment_prefixes=("#", ";"))
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(text)
+    return parser
+
+
+def _logrotate_paths(text: str) -> list[str]:
+    """Paths of every stanza of a logrotate.conf(5) file: the words before each '{'."""
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    return [w for head in re.findall(r"(?:^|})\s*([^{}]+?)\s*{", body) for w in head.split()]
+
+
+def _logs(p: Plan, files: dict[str, str]) -> Iterator[Finding]:
+    """Every append: file is rotated by exactly one stanza; every rotated path is written."""
+    written: dict[str, ServiceView] = {}
+    for sv in p.services:
+        unit = _unit_sections(files[f"root/etc/systemd/system/{sv.unit_file}"])
+        for key in ("StandardOutput", "StandardError"):
+            value = unit.get("Service", key, fallback="")
+            if value.startswith("append:"):
+                written[value.removeprefix("append:")] = sv
+    rotated: dict[str, list[str]] = {}
+    for path, text in files.items():
+        if path.startswith("root/etc/logrotate.d/"):
+            for log in _logrotate_paths(text):
+                rotated.setdefault(log, []).append(path.removeprefix("root"))
+    for log, sv in written.items():
+        stanzas = rotated.get(log, [])
+        if len(stanzas) != 1:
+            where = ", ".join(stanzas) or "no logrotate file"
+            yield Finding(("services", sv.name, "logs"), f"{log} is written by {sv.unit_file} (append:) "
+                          f"but rotated by {len(stanzas)} stanzas ({where}); it must be exactly one")
+    for log, stanzas in rotated.items():
+        if log not in written:
+            yield Finding(("log_policies",), f"{stanzas[0]} rotates {log}, which no unit writes")
+
+
+def _start_limits(p: Plan) -> Iterator[Finding]:
+    for sv in p.services:
+        r = sv.svc.restart
+        loop = crash_loop_seconds(r)
+        base = ("services", sv.name, "restart")
+        if r.ride_out_sec is not None and loop is not None and loop < r.ride_out_sec:
+            yield Finding(base, (
+                f"a crash loop hits the start limit after ≈{loop:g} s ({r.start_limit_burst} starts "
+                f"{r.delay_sec:g} s apart within StartLimitIntervalSec={r.start_limit_interval_sec}), "
+                f"before ride_out_sec={r.ride_out_sec}: the unit would stay failed after an outage it must "
+                "survive; raise delay_sec or lower start_limit_burst"))
+        if loop is None and r.policy != "no":
+            yield Finding(base, "a crash loop never reaches the start limit: the unit restarts forever",
+                          "warning")
+
+
+def _cycles(p: Plan) -> Iterator[Finding]:
+    graph = {n: set(s.after) | set(s.requires) | set(s.wants) for n, s in p.spec.services.items()}
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as exc:
+        cycle = exc.args[1]
+        yield Finding(("services", cycle[0], "after"), "dependency cycle: " + " -> ".join(cycle))
+
+
+def _stop_timeouts(p: Plan) -> Iterator[Finding]:
+    for sv in p.services:
+        r = sv.svc.runner
+        wait, what = ((r.graceful_shutdown_sec, "uvicorn --timeout-graceful-shutdown") if r.kind == "uvicorn"
+                      else (r.shutdown_timeout_sec, "dramatiq --worker-shutdown-timeout"))
+        stop = sv.svc.stop.timeout_sec
+        base = ("services", sv.name, "stop", "timeout_sec")
+        if stop <= wait:
+            yield Finding(base, f"TimeoutStopSec={stop:g} is not longer than {what} ({wait} s): systemd "
+                          "would SIGKILL the process before it finishes shutting down")
+        elif stop - wait < STOP_MARGIN_SEC:
+            yield Finding(base, f"TimeoutStopSec={stop:g} leaves less than {STOP_MARGIN_SEC:g} s after "
+                          f"{what} ({wait} s)", "warning")
+
+
+def _exec_conditions(p: Plan) -> Iterator[Finding]:
+    events = {(p.spec.failure_matrix.components[s.component].unit, s.event) for s in p.spec.failure_matrix.scenarios}
+    for sv in p.services:
+        name = sv.svc.exec_condition
+        if name is None:
+            continue
+        codes = set(p.spec.healthchecks[name].exit_codes)
+        base = ("healthchecks", name, "exit_codes")
+        if 0 not in codes:
+            yield Finding(base, "an ExecCondition= check needs exit code 0 (the start goes on)")
+        if not codes & set(range(1, 255)):
+            yield Finding(base, "an ExecCondition= check needs a code in 1-254 for 'skip this start'")
+        if 255 not in codes:
+            yield Finding(base, "an ExecCondition= check needs 255 for 'the check itself is broken' "
+                          "(1-254 only skip the start and never trigger Restart=)")
+        for event in ("condition_skip", "condition_error"):
+            if (sv.name, event) not in events:
+                yield Finding(("failure_matrix", "scenarios"), f"no scenario of {sv.svc.title} with event "
+                              f"'{event}': the matrix must say what systemd does when {name} "
+                              f"{'skips the start' if event == 'condition_skip' else 'itself fails (255)'}")
+
+
+def lint(p: Plan, files: dict[str, str]) -> list[Finding]:
+    """Run every rule on the plan and its rendered files; returns findings, errors first."""
+    found = [*_logs(p, files), *_start_limits(p), *_cycles(p), *_stop_timeouts(p), *_exec_conditions(p)]
+    return sorted(found, key=lambda f: f.severity != "error")
