@@ -1,7 +1,8 @@
 """The ``zachot-gen`` command: thin click commands over the public API.
 
-Exit codes: 0 success / up to date; 1 build/ differs from the spec (``check``);
-2 a mistake in the spec, a template, or the command line.
+Exit codes: 0 success / up to date / valid; 1 build/ differs from the spec (``check``) or
+a real tool found a problem (``validate``); 2 a mistake in the spec, a template, the
+command line, or a missing tool.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import click
 
 from . import check as check_tree
 from . import render_to
+from .realtools import ToolMissing
+from .validate import validate as validate_tree
 from .environment import TEMPLATES_DIR
 from .errors import GeneratorError, Problem, SpecError
 
@@ -82,3 +85,30 @@ def check(spec_dir: Path, build_dir: Path, templates_dir: Path) -> None:
         click.echo(text, nl=False)
     click.echo(f"zachot-gen: {build_dir}/ is out of date; run 'zachot-gen render'", err=True)
     sys.exit(EXIT_DRIFT)
+
+
+@main.command()
+@_spec_opt
+@_templates_opt
+def validate(spec_dir: Path, templates_dir: Path) -> None:
+    """Run systemd-analyze verify/security, logrotate -d and a sandboxed rotation on the render.
+
+    Exit 0 when every tool agrees, 1 when one reports a problem, 2 on a spec error or a missing tool.
+    """
+    try:
+        report = validate_tree(spec_dir, templates_dir)
+    except GeneratorError as exc:
+        _fail(exc)
+    except ToolMissing as exc:
+        click.echo(f"zachot-gen: error: {exc}", err=True)
+        sys.exit(EXIT_ERROR)
+    for line in report.checked:
+        click.echo(f"checked  {line}")
+    for unit, score in sorted(report.exposure.items()):
+        click.echo(f"exposure {unit}: {score} (systemd-analyze security --offline=true)")
+    for finding in report.findings:
+        click.echo(f"FAIL     {finding}", err=True)
+    if report.findings:
+        click.echo(f"zachot-gen: {len(report.findings)} problem(s) found by the real tools", err=True)
+        sys.exit(EXIT_DRIFT)
+    click.echo("zachot-gen: validate passed")

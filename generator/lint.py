@@ -65,6 +65,12 @@ def _logs(p: Plan, files: dict[str, str]) -> Iterator[Finding]:
             where = ", ".join(stanzas) or "no logrotate file"
             yield Finding(("services", sv.name, "logs"), f"{log} is written by {sv.unit_file} (append:) "
                           f"but rotated by {len(stanzas)} stanzas ({where}); it must be exactly one")
+    for sv in p.services:
+        if not sv.policy.copytruncate:
+            yield Finding(("log_policies", sv.svc.logs.policy, "copytruncate"), (
+                f"{sv.unit_file} writes its logs through StandardOutput=append:, so systemd holds the file "
+                "open and cannot be told to reopen it: without copytruncate every line after a rotation "
+                "goes into the rotated file"))
     for log, stanzas in rotated.items():
         if log not in written:
             yield Finding(("log_policies",), f"{stanzas[0]} rotates {log}, which no unit writes")

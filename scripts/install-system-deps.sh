@@ -3,6 +3,7 @@
 #   redis-server   - the app tests start their own redis-server on a free port
 #   logrotate      - `logrotate -d` and real rotation runs of the rendered files
 #   faketime       - lets the rotation sandbox run logrotate on successive dates
+#   libnss-wrapper - resolves the spec's users (su zachot zachot) for logrotate without creating them
 #   systemd        - `systemd-analyze verify` / `systemd-analyze security --offline=true`
 # Idempotent: does nothing when every tool is already on PATH.
 set -euo pipefail
@@ -12,6 +13,7 @@ command -v redis-server   >/dev/null 2>&1 || need+=(redis-server)
 command -v logrotate      >/dev/null 2>&1 || need+=(logrotate)
 command -v faketime       >/dev/null 2>&1 || need+=(faketime)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+ls /usr/lib/*/libnss_wrapper.so >/dev/null 2>&1 || need+=(libnss-wrapper)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 SUDO=""

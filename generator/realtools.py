@@ -1,0 +1,173 @@
+"""Run the real tools on a rendered tree, independent of the checking host.
+
+* ``systemd-analyze verify`` in a throwaway root (``--root=``): the host's systemd unit
+  folder is copied in for the standard targets, external units (Redis) get stub unit
+  files, and every ``Exec*=`` program gets an empty executable stub, so the check needs
+  neither the service's binaries nor its packages on this machine. ``verify`` exits 0 on
+  warnings and on lines it ignores, so any line it prints is a failure.
+* ``systemd-analyze security --offline=true`` in the same root: the overall exposure must
+  equal the one the spec records and stay at or under :data:`EXPOSURE_LIMIT`.
+* :func:`nss_env` for logrotate runs (:mod:`generator.rotation`): users and groups named
+  by ``su`` are resolved through nss_wrapper (Debian's libnss-wrapper) from a passwd/group
+  file made for the run, so they need not exist on this machine.
+
+Raises :class:`ToolMissing` when a tool is not installed (``scripts/install-system-deps.sh``
+installs them); the functions return findings instead of raising for what they check.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .planner import Plan
+
+__all__ = [
+    "EXPOSURE_LIMIT", "ToolFinding", "ToolMissing", "find_library", "need_tool", "nss_env",
+    "security_check",
+    "verify_units",
+]
+
+EXPOSURE_LIMIT = 2.0
+"""Highest overall exposure accepted for a generated unit ("OK" in systemd-analyze's scale)."""
+
+_TIMEOUT = 60
+
+
+class ToolMissing(RuntimeError):
+    """Raised when a real tool (systemd-analyze, logrotate, nss_wrapper, faketime) is not installed."""
+
+
+@dataclass(frozen=True)
+class ToolFinding:
+    """A failure a real tool reported: the artifact (path in build/), the tool, its words."""
+
+    artifact: str
+    tool: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.artifact}: {self.tool}: {self.message}"
+
+
+def need_tool(binary: str) -> str:
+    """Absolute path of ``binary`` on PATH; raises :class:`ToolMissing` when absent."""
+    path = shutil.which(binary)
+    if path is None:
+        raise ToolMissing(f"'{binary}' is not installed; run scripts/install-system-deps.sh")
+    return path
+
+
+def find_library(pattern: str, package: str) -> str:
+    """Path of a shared library under /usr/lib matching ``pattern``; raises :class:`ToolMissing`."""
+    found = sorted(glob.glob(f"/usr/lib/*/{pattern}") + glob.glob(f"/usr/lib/{pattern}"))
+    if not found:
+        raise ToolMissing(f"{pattern} ({package}) is not installed; run scripts/install-system-deps.sh")
+    return found[0]
+
+
+def _exec_programs(unit_text: str) -> set[str]:
+    """Absolute programs of every Exec*= line (systemd.service(5) prefixes @-:+! dropped)."""
+    programs = set()
+    for line in unit_text.splitlines():
+        m = re.match(r"^Exec\w+=\s*[@\-:+!]*(/\S+)", line)
+        if m:
+            programs.add(m.group(1))
+    return programs
+
+
+def _unit_root(p: Plan, files: dict[str, str], root: Path) -> list[str]:
+    """Lay out a root for systemd-analyze; returns the unit paths (inside the root) to check."""
+    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    for ext in p.spec.external_units.values():
+        for stale in (root / "usr/lib/systemd/system").glob(f"{ext.unit}*"):
+            stale.unlink()
+        (root / "usr/lib/systemd/system" / f"{ext.unit}.service").write_text(
+            f"[Unit]\nDescription=stub of {ext.unit} for verification\n\n[Service]\nExecStart=/usr/bin/true\n")
+    units = []
+    for rel, text in files.items():
+        if rel.startswith("root/etc/systemd/system/"):
+            target = root / rel.removeprefix("root/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+            units.append("/" + rel.removeprefix("root/"))
+            for program in _exec_programs(text) | {"/usr/bin/true"}:
+                stub = root / program.lstrip("/")
+                stub.parent.mkdir(parents=True, exist_ok=True)
+                stub.write_text("#!/bin/sh\nexit 0\n")
+                stub.chmod(0o755)
+    return sorted(units)
+
+
+def verify_units(p: Plan, files: dict[str, str], workdir: Path) -> list[ToolFinding]:
+    """``systemd-analyze verify`` every unit of ``files``; any printed line is a finding.
+
+    Inputs: the plan, the rendered files, an empty scratch folder. Output: findings (empty
+    when every unit passes). Raises :class:`ToolMissing` without systemd-analyze.
+    """
+    tool = need_tool("systemd-analyze")
+    root = workdir / "verify-root"
+    units = _unit_root(p, files, root)
+    findings = []
+    for unit in units:
+        proc = subprocess.run([tool, "verify", f"--root={root}", "--man=no", "--generators=no", unit],
+                              capture_output=True, text=True, timeout=_TIMEOUT)
+        lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+        if proc.returncode != 0 and not lines:
+            lines = [f"exit code {proc.returncode}"]
+        findings += [ToolFinding("root" + unit, "systemd-analyze verify", ln.replace(str(root), "")) for ln in lines]
+    return findings
+
+
+def security_check(p: Plan, files: dict[str, str], workdir: Path) -> tuple[dict[str, float], list[ToolFinding]]:
+    """Overall exposure of each unit with a recorded one, by ``systemd-analyze security --offline=true``.
+
+    Output: ``{unit file: exposure}`` as printed by the tool, and findings where it differs
+    from the spec's ``hardening.exposure`` or exceeds :data:`EXPOSURE_LIMIT`.
+    Raises :class:`ToolMissing` without systemd-analyze.
+    """
+    tool = need_tool("systemd-analyze")
+    root = workdir / "security-root"
+    _unit_root(p, files, root)
+    recorded = {s.unit_file: s.svc.hardening.exposure for s in p.services}
+    recorded |= {f"{h.timer_unit}.service": h.hc.hardening.exposure for h in p.healthchecks if h.timer_unit}
+    scores: dict[str, float] = {}
+    findings = []
+    for unit, want in sorted(recorded.items()):
+        artifact = f"root/etc/systemd/system/{unit}"
+        proc = subprocess.run([tool, "security", "--offline=true", f"--root={root}", f"/etc/systemd/system/{unit}"],
+                              capture_output=True, text=True, timeout=_TIMEOUT)
+        m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", proc.stdout)
+        if m is None:
+            findings.append(ToolFinding(artifact, "systemd-analyze security", (proc.stderr or proc.stdout).strip()))
+            continue
+        scores[unit] = got = float(m.group(1))
+        if got > EXPOSURE_LIMIT:
+            findings.append(ToolFinding(artifact, "systemd-analyze security",
+                                        f"exposure {got} is over {EXPOSURE_LIMIT}"))
+        if want is not None and got != want:
+            findings.append(ToolFinding(artifact, "systemd-analyze security",
+                                        f"exposure is {got}, the spec records {want} (hardening.exposure)"))
+    return scores, findings
+
+
+def nss_env(users: Iterable[str], groups: Iterable[str], workdir: Path) -> dict[str, str]:
+    """Environment that makes ``users`` and ``groups`` resolve to this process's uid/gid.
+
+    Writes passwd/group files into ``workdir`` and preloads nss_wrapper (its
+    NSS_WRAPPER_PASSWD/NSS_WRAPPER_GROUP interface). Raises :class:`ToolMissing` without it.
+    """
+    lib = find_library("libnss_wrapper.so", "libnss-wrapper")
+    uid, gid = os.getuid(), os.getgid()
+    passwd = workdir / "passwd"
+    group = workdir / "group"
+    passwd.write_text("root:x:0:0:root:/root:/bin/sh\n" + "".join(
+        f"{u}:x:{uid}:{gid}:{u}:/nonexistent:/usr/sbin/nologin\n" for u in sorted(set(users)) if u != "root"))
+    group.write_text("root:x:0:\n" + "".join(f"{g}:x:{gid}:\n" for g in sorted(set(groups)) if g != "root"))
+    return {"LD_PRELOAD": lib, "NSS_WRAPPER_PASSWD": str(passwd), "NSS_WRAPPER_GROUP": str(group)}

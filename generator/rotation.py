@@ -1,0 +1,175 @@
+"""A real rotation run of one service's logrotate file in a sandbox.
+
+The spec is rendered with its root moved into a scratch folder; the log files are
+created as tmpfiles.d would (owner, mode) and held open with ``O_WRONLY|O_APPEND``, the
+way systemd opens ``StandardOutput=append:`` files; ``logrotate -d`` (with its own state
+file) checks the file first, then ``logrotate -f`` runs once per
+simulated day under libfaketime (Debian's faketime) with the spec's users resolved by
+nss_wrapper. Lines are written before every run and once more after the last one.
+
+:func:`rotation_findings` turns the observed tree into findings against the log
+policy (logrotate.conf(5): ``dateext``/``dateformat`` names, ``compress`` with
+``delaycompress``, ``rotate`` retention, ``copytruncate`` keeping the writer's file).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .models import LogPolicy, Spec
+from .planner import plan
+from .realtools import ToolFinding, find_library, need_tool, nss_env
+from .renderer import render
+
+__all__ = ["RotationRun", "rotate_in_sandbox", "rotation_findings"]
+
+FIRST_DAY = dt.date(2026, 1, 1)
+"""The first simulated day; any fixed date keeps runs reproducible."""
+
+
+@dataclass
+class RotationRun:
+    """What a sandboxed rotation produced for one service.
+
+    ``written[log]`` are the batches of lines written to each live log (one per run plus a
+    final one); ``files`` the names left in the logs folder with their mode;
+    ``lines[log]`` the lines found in the rotated files (oldest first) and then the live
+    file; ``live[log]`` the live file's lines; ``days`` the simulated dates.
+    """
+
+    policy: LogPolicy
+    logs: list[Path]
+    days: list[dt.date]
+    written: dict[str, list[list[str]]] = field(default_factory=dict)
+    files: dict[str, int] = field(default_factory=dict)
+    lines: dict[str, list[str]] = field(default_factory=dict)
+    live: dict[str, list[str]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+def _moved(spec: Spec, root: Path) -> Spec:
+    p = spec.project
+    moved = {k: f"{root}{getattr(p, k)}" for k in ("root", "venv", "env_file", "repo", "logs_dir")}
+    return spec.model_copy(update={"project": p.model_copy(update=moved)})
+
+
+def _is_rotated(name: str, log: str) -> bool:
+    """``api.log-2026-01-03[.gz]`` (dateext) or ``api.log.1[.gz]`` (numbered) for ``api.log``."""
+    return name.startswith(log + "-") or name.startswith(log + ".")
+
+
+def _age_key(path: Path) -> tuple[int, str]:
+    """Oldest first: dated names sort by date; numbered names by descending number."""
+    stem = path.name.removesuffix(".gz")
+    number = stem.rsplit(".", 1)[-1]
+    return (-int(number), "") if number.isdigit() else (0, stem)
+
+
+def _read(path: Path) -> list[str]:
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    return data.decode().splitlines()
+
+
+def rotate_in_sandbox(spec: Spec, service: str, workdir: Path, runs: int) -> RotationRun:
+    """Rotate ``service``'s logs ``runs`` times on successive simulated days; observe the result.
+
+    Inputs: a validated spec, a service name, an empty scratch folder, the number of
+    runs. Output: a :class:`RotationRun`. Raises :class:`ToolMissing` when logrotate,
+    faketime or nss_wrapper is missing.
+    """
+    tool = need_tool("logrotate")
+    faketime = find_library("faketime/libfaketime.so.1", "faketime")
+    moved = _moved(spec, workdir / "root")
+    p = plan(moved)
+    sv = next(s for s in p.services if s.name == service)
+    conf = workdir / sv.svc.unit
+    conf.write_text(render(p)[f"root{sv.logrotate_path}"])
+    logs_dir = Path(moved.project.logs_dir)
+    logs_dir.mkdir(parents=True)
+    os.chmod(logs_dir, int(moved.project.logs_dir_mode, 8))
+    run = RotationRun(sv.policy, [Path(sv.stdout_path), Path(sv.stderr_path)], [])
+    env = {**os.environ, **nss_env([sv.policy.owner], [sv.policy.group], workdir)}
+    env["LD_PRELOAD"] = f"{env['LD_PRELOAD']} {faketime}"
+    fds = {}
+    for log in run.logs:
+        fds[log.name] = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, int(sv.policy.mode, 8))
+        os.chmod(log, int(sv.policy.mode, 8))
+        run.written[log.name] = []
+    debug = subprocess.run([tool, "-d", "-s", str(workdir / "state"), str(conf)], capture_output=True,
+                           text=True, timeout=60, env=env)
+    run.errors += [f"logrotate -d: {ln}" for ln in (debug.stdout + debug.stderr).splitlines() if ln.startswith("error:")]
+    if debug.returncode != 0 and not run.errors:
+        run.errors.append(f"logrotate -d: exit code {debug.returncode}")
+    try:
+        for i in range(runs + 1):
+            for log in run.logs:
+                batch = [f"{log.name} batch {i} line {j}" for j in range(3)]
+                os.write(fds[log.name], ("\n".join(batch) + "\n").encode())
+                run.written[log.name].append(batch)
+            if i == runs:
+                break
+            day = FIRST_DAY + dt.timedelta(days=i)
+            run.days.append(day)
+            proc = subprocess.run([tool, "-f", "-s", str(workdir / "state"), str(conf)], capture_output=True,
+                                  text=True, timeout=60, env={**env, "FAKETIME": f"{day.isoformat()} 12:00:00"})
+            if proc.returncode != 0 or "error:" in proc.stdout + proc.stderr:
+                run.errors.append(f"{day}: exit {proc.returncode}: {(proc.stdout + proc.stderr).strip()}")
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+    run.files = {f.name: f.stat().st_mode & 0o777 for f in sorted(logs_dir.iterdir())}
+    for log in run.logs:
+        rotated = sorted((f for f in logs_dir.iterdir() if _is_rotated(f.name, log.name)), key=_age_key)
+        run.live[log.name] = _read(log)
+        run.lines[log.name] = [ln for f in rotated for ln in _read(f)] + run.live[log.name]
+    return run
+
+
+def _expected_names(run: RotationRun, log: str) -> list[str]:
+    pol = run.policy
+    kept = run.days[-pol.rotate:]
+    names = []
+    for n, day in enumerate(kept):
+        name = f"{log}{day.strftime(pol.dateformat)}" if pol.dateext else None
+        if name is None:
+            return []  # numbered names: checked by count only
+        newest = n == len(kept) - 1
+        names.append(name + (".gz" if pol.compress and not (pol.delaycompress and newest) else ""))
+    return names
+
+
+def rotation_findings(run: RotationRun, artifact: str) -> list[ToolFinding]:
+    """Compare a :class:`RotationRun` with its log policy; empty when rotation behaved.
+
+    Checks: logrotate reported no error; the rotated names are the dated (and gzip'd,
+    except the newest with delaycompress) names of the last ``rotate`` days and nothing
+    else; every file keeps the policy's mode; the final batch landed in the live file;
+    the kept files plus the live file hold exactly the last ``rotate`` batches and the
+    final one, in order (no line lost, none twice).
+    """
+    out = [ToolFinding(artifact, "logrotate -f", e) for e in run.errors]
+    pol = run.policy
+    for log_path in run.logs:
+        log = log_path.name
+        rotated = sorted(f for f in run.files if _is_rotated(f, log))
+        want = _expected_names(run, log)
+        if want and rotated != sorted(want):
+            out.append(ToolFinding(artifact, "rotation", f"{log}: rotated files {rotated}, expected {sorted(want)}"))
+        if len(rotated) != min(len(run.days), pol.rotate):
+            out.append(ToolFinding(artifact, "rotation", f"{log}: {len(rotated)} rotated files kept, rotate is {pol.rotate}"))
+        for name in [log, *rotated]:
+            if run.files.get(name) != int(pol.mode, 8):
+                out.append(ToolFinding(artifact, "rotation", f"{name}: mode {oct(run.files.get(name, 0))}, policy {pol.mode}"))
+        batches = run.written[log]
+        if run.live[log] != batches[-1]:
+            out.append(ToolFinding(artifact, "rotation", f"{log}: the live file does not hold exactly the lines written after the last rotation"))
+        kept = [ln for b in batches[-(min(len(run.days), pol.rotate) + 1):] for ln in b]
+        if run.lines[log] != kept:
+            out.append(ToolFinding(artifact, "rotation", f"{log}: lines lost or duplicated across rotations "
+                                   f"({len(run.lines[log])} found, {len(kept)} expected)"))
+    return out

@@ -1,0 +1,50 @@
+"""A real logrotate run of the rendered zachot-api file, in a sandbox, on 16 simulated days."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from generator import load_spec
+from generator.rotation import RotationRun, rotate_in_sandbox
+from helpers import REPO
+
+RUNS = 16  # rotate 14 + 2: the two oldest must have been removed
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RotationRun, Path]:
+    work = tmp_path_factory.mktemp("rotate")
+    return rotate_in_sandbox(load_spec(REPO / "spec"), "api", work, RUNS), work
+
+
+def _logs_dir(work: Path) -> Path:
+    return work / "root/opt/zachot/logs"
+
+
+def test_logrotate_reports_no_error(run: tuple[RotationRun, Path]) -> None:
+    assert run[0].errors == []
+
+
+def test_dated_names_gzip_delaycompress_and_retention(run: tuple[RotationRun, Path]) -> None:
+    names = sorted(p.name for p in _logs_dir(run[1]).iterdir() if p.name.startswith("api.log-"))
+    # days 2026-01-01 .. 2026-01-16; rotate 14 keeps 01-03 .. 01-16; the newest is not compressed yet
+    assert names == [f"api.log-2026-01-{d:02d}.gz" for d in range(3, 16)] + ["api.log-2026-01-16"]
+    assert gzip.decompress((_logs_dir(run[1]) / "api.log-2026-01-15.gz").read_bytes()).startswith(b"api.log batch 14 ")
+
+
+def test_writer_keeps_writing_into_the_live_file(run: tuple[RotationRun, Path]) -> None:
+    live = (_logs_dir(run[1]) / "api.log").read_text().splitlines()
+    assert live == [f"api.log batch {RUNS} line {j}" for j in range(3)]
+
+
+def test_no_line_lost_or_repeated(run: tuple[RotationRun, Path]) -> None:
+    found = run[0].lines["api.log"]
+    expected = [f"api.log batch {i} line {j}" for i in range(RUNS - 14, RUNS + 1) for j in range(3)]
+    assert found == expected
+
+
+def test_rotated_files_keep_owner_mode(run: tuple[RotationRun, Path]) -> None:
+    assert {oct(p.stat().st_mode & 0o777) for p in _logs_dir(run[1]).iterdir()} == {"0o640"}
