@@ -8,6 +8,7 @@ exit code). It runs on a validated :class:`Spec` and yields ``(path, message)`` 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from .hardening import PRESET_NAMES
@@ -53,6 +54,23 @@ def _services(spec: Spec) -> Iterator[Found]:
             if item.unit in seen_units:
                 yield (section, name, "unit"), f"unit name '{item.unit}' is already used by {seen_units[item.unit]}"
             seen_units[item.unit] = f"{section}.{name}"
+
+
+_SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL", re.I)
+_URL_CREDENTIALS = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]*:[^/@\s]+@", re.I)
+
+
+def _secrets(spec: Spec) -> Iterator[Found]:
+    """Secrets belong in the env file (0640 root:group), never in a unit any user may read."""
+    hint = f"secrets go in the env file {spec.project.env_file} (EnvironmentFile=), not in the spec"
+    for name, svc in spec.services.items():
+        for key, value in svc.environment.items():
+            if _SECRET_NAME.search(key):
+                yield ("services", name, "environment", key), f"'{key}' looks like a secret: {hint}"
+            elif _URL_CREDENTIALS.match(value):
+                yield ("services", name, "environment", key), f"the URL in '{key}' carries credentials: {hint}"
+    if _URL_CREDENTIALS.match(spec.project.repo_url):
+        yield ("project", "repo_url"), "the URL carries credentials; use a deploy key or a credential helper"
 
 
 def _hardening(spec: Spec) -> Iterator[Found]:
@@ -137,4 +155,4 @@ def check_references(spec: Spec) -> list[Found]:
     Input: a spec that passed model validation. Output: a possibly empty list; the
     paths index the spec data (``("services", "api", "logs", "policy")``). Never raises.
     """
-    return [*_services(spec), *_hardening(spec), *_healthchecks(spec), *_matrix(spec), *_backup(spec)]
+    return [*_services(spec), *_secrets(spec), *_hardening(spec), *_healthchecks(spec), *_matrix(spec), *_backup(spec)]

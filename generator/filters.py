@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["FILTERS", "md_cell", "md_code", "md_table", "seconds", "systemd_env", "systemd_value", "systemd_word"]
+__all__ = [
+    "FILTERS", "md_cell", "md_code", "md_table", "seconds", "systemd_command", "systemd_env", "systemd_path", "systemd_value",
+    "systemd_word",
+]
 
 _SAFE_WORD = re.compile(r"^[A-Za-z0-9._/:@+=,-]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -33,13 +36,14 @@ def systemd_value(value: str) -> str:
     return value.replace("%", "%%")
 
 
-def systemd_word(value: str) -> str:
+def systemd_word(value: str, *, expand: bool = True) -> str:
     """Quote one word of an ``Exec*=`` command line so systemd reads it back unchanged.
 
     systemd.service(5), "Command lines": words split on whitespace, double quotes group,
-    C-style backslash escapes apply inside them, ``%`` is a specifier and ``$`` an
-    environment expansion. A plain word is returned as is; any other is double-quoted
-    with ``\\`` and ``"`` escaped, ``%`` -> ``%%`` and ``$`` -> ``$$``. Refuses control
+    C-style backslash escapes apply inside them, ``%`` is a specifier; ``$`` is an
+    environment expansion in the arguments only (``expand=True``), not in the program
+    path. A plain word is returned as is; any other is double-quoted with ``\\`` and ``"``
+    escaped, ``%`` -> ``%%`` and, for arguments, ``$`` -> ``$$``. Refuses control
     characters and the empty word (``ValueError``).
     """
     _no_control(value, "command word")
@@ -47,8 +51,36 @@ def systemd_word(value: str) -> str:
         raise ValueError("command word: an empty word cannot be written")
     if _SAFE_WORD.match(value):
         return value
-    quoted = value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
+    quoted = value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    if expand:
+        quoted = quoted.replace("$", "$$")
     return f'"{quoted}"'
+
+
+def systemd_command(argv: list[str]) -> str:
+    """An ``Exec*=`` value from a program and its arguments, each word quoted for systemd.
+
+    The program path gets no ``$`` escaping (systemd does not expand it there, found by
+    the round-trip test through ``systemd-analyze verify``); arguments do.
+    Raises ``ValueError`` for an empty command or a word :func:`systemd_word` refuses.
+    """
+    if not argv:
+        raise ValueError("command: empty")
+    return " ".join([systemd_word(argv[0], expand=False), *(systemd_word(a) for a in argv[1:])])
+
+
+def systemd_path(value: str) -> str:
+    """A path for a path-valued unit setting (``WorkingDirectory=``, ``EnvironmentFile=``,
+    ``append:``, ``ReadWritePaths=``): ``%`` -> ``%%`` (specifiers are expanded there).
+
+    Such settings are not split into quoted words, so a path with whitespace, quotes,
+    a backslash or a control character cannot be written safely and is refused
+    (``ValueError``); spec paths are already limited to safe characters.
+    """
+    _no_control(value, "unit path")
+    if not value.startswith("/") or re.search(r"[\s\"'\\]", value):
+        raise ValueError(f"unit path: must be absolute, without whitespace, quotes or backslashes: {value!r}")
+    return value.replace("%", "%%")
 
 
 def systemd_env(name: str, value: str) -> str:
@@ -101,7 +133,9 @@ FILTERS = {
     "md_code": md_code,
     "md_table": md_table,
     "seconds": seconds,
+    "systemd_command": systemd_command,
     "systemd_env": systemd_env,
+    "systemd_path": systemd_path,
     "systemd_value": systemd_value,
     "systemd_word": systemd_word,
 }
