@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import jinja2
@@ -14,13 +15,15 @@ TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 """The repo's templates/ folder, next to this package."""
 
 
+@lru_cache(maxsize=4)
 def make_environment(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
     """Build the Environment all artifacts are rendered with.
 
     ``StrictUndefined`` (an undefined name is an error, never ""), no autoescape (nothing
     here is HTML; each value goes through its destination's filter instead),
     ``keep_trailing_newline``, ``trim_blocks``/``lstrip_blocks``, filters from
-    :data:`generator.filters.FILTERS`. Input: the templates folder. Output: the Environment.
+    :data:`generator.filters.FILTERS`. Input: the templates folder. Output: the Environment,
+    cached per folder (it is not changed after creation, and compiled templates are reused).
     """
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir)),

@@ -6,6 +6,7 @@ Only :mod:`generator.cli` turns these into messages and exit codes:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 __all__ = ["GeneratorError", "Location", "Problem", "SpecError", "TemplateError", "OutputError"]
@@ -23,16 +24,28 @@ class Location:
         return f"{self.file}:{self.line}:{self.column}"
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _printable(text: str) -> str:
+    """Escape control characters (a key or value may hold a newline) so one problem is one line."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 @dataclass(frozen=True)
 class Problem:
-    """One mistake in a spec: where it is, the dotted path of the field, and what is wrong."""
+    """One mistake in a spec: where it is, the dotted path of the field, and what is wrong.
+
+    ``str()`` gives ``file:line:col: path: message`` on one line (control characters escaped).
+    """
 
     location: Location
     path: str
     message: str
 
     def __str__(self) -> str:
-        return f"{self.location}: {self.path}: {self.message}" if self.path else f"{self.location}: {self.message}"
+        text = f"{self.location}: {self.path}: {self.message}" if self.path else f"{self.location}: {self.message}"
+        return _printable(text)
 
 
 class GeneratorError(Exception):

@@ -43,6 +43,14 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OutputError(f"cannot swap {a} and {b}: {os.strerror(err)}")
 
 
+def _sweep(parent: Path, name: str) -> None:
+    """Remove scratch trees an earlier, killed render left beside ``name`` (ours by their names)."""
+    for pattern in (f".{name}.new-*", f".{name}.old-*"):
+        for stale in parent.glob(pattern):
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+
+
 def _fill(tmp: Path, files: dict[str, str], modes: dict[str, int]) -> None:
     for rel, text in sorted(files.items()):
         target = tmp / rel
@@ -69,6 +77,7 @@ def write(build_dir: Path, files: dict[str, str], modes: dict[str, int] | None =
         raise OutputError(f"{build_dir} exists and is not a plain directory; refusing to replace it")
     parent = build_dir.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
+    _sweep(parent, build_dir.name)
     tmp = Path(tempfile.mkdtemp(prefix=f".{build_dir.name}.new-", dir=parent))
     try:
         _fill(tmp, files, modes or {})

@@ -113,3 +113,30 @@ def test_section_defined_in_two_files_is_refused(tmp_path: Path) -> None:
 def test_missing_spec_folder(tmp_path: Path) -> None:
     result = run_cli("render", "--spec", tmp_path / "nope", "--build", tmp_path / "b")
     assert result.returncode == 2 and "spec folder not found" in result.stderr
+
+
+SECRET_CASES = [
+    ("secret-name", "    in_memory_state: [the session cache]\n",
+     "    environment: {DB_PASSWORD: hunter2}\n    in_memory_state: [the session cache]\n",
+     "DB_PASSWORD: hunter2", "services.web.environment.DB_PASSWORD", r"looks like a secret: secrets go in the env file /srv/shop/shop.env"),
+    ("url-credentials", "    in_memory_state: [the session cache]\n",
+     "    environment: {SHOP_REDIS: 'redis://app:s3cret@127.0.0.1:6379/0'}\n    in_memory_state: [the session cache]\n",
+     "SHOP_REDIS:", "services.web.environment.SHOP_REDIS", r"carries credentials"),
+    ("repo-url-credentials", "repo_url: https://git.example.com/shop", "repo_url: https://bob:pw@git.example.com/shop",
+     "repo_url:", "project.repo_url", r"carries credentials"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "marker", "path", "message"),
+                         [c[1:] for c in SECRET_CASES], ids=[c[0] for c in SECRET_CASES])
+def test_inline_secrets_are_refused(tmp_path: Path, old: str, new: str, marker: str, path: str, message: str) -> None:
+    text = BASE.replace(old, new, 1)
+    problems = _problems(tmp_path, text)
+    line = line_of(text, marker)
+    assert any(re.match(rf"spec/spec.yaml:{line}:\d+: {re.escape(path)}: .*{message}", p) for p in problems), problems
+
+
+def test_very_large_file_is_refused_quickly(tmp_path: Path) -> None:
+    spec = _spec_with(tmp_path, BASE + "# " + "x" * (2 * 1024 * 1024) + "\n")
+    with pytest.raises(SpecError, match=r"spec/spec.yaml:1:1: file is \d+ bytes; spec files are limited to 1048576"):
+        load_spec(spec)
