@@ -7,9 +7,8 @@ Data flows one way: ``load_spec`` (YAML -> :class:`Spec`) -> ``plan`` (artifacts
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .environment import TEMPLATES_DIR
 from .errors import GeneratorError, OutputError, Problem, SpecError, TemplateError
@@ -21,8 +20,23 @@ from .planner import Plan, plan
 from .renderer import render
 
 __all__ = [
-    "Build", "Drift", "GeneratorError", "OutputError", "Plan", "Spec", "SpecError", "TemplateError",
-    "build", "build_files", "check", "diff", "load_spec", "plan", "render", "render_to", "write",
+    "Build",
+    "Drift",
+    "GeneratorError",
+    "OutputError",
+    "Plan",
+    "Spec",
+    "SpecError",
+    "TemplateError",
+    "build",
+    "build_files",
+    "check",
+    "diff",
+    "load_spec",
+    "plan",
+    "render",
+    "render_to",
+    "write",
 ]
 
 

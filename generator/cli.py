@@ -14,21 +14,39 @@ import click
 
 from . import check as check_tree
 from . import render_to
-from .realtools import ToolMissing
-from .validate import validate as validate_tree
 from .environment import TEMPLATES_DIR
 from .errors import GeneratorError, Problem, SpecError
+from .realtools import ToolMissing
+from .validate import validate as validate_tree
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
 
-_spec_opt = click.option("--spec", "spec_dir", type=click.Path(path_type=Path), default=Path("spec"),
-                         show_default=True, help="Folder of spec YAML files.")
-_build_opt = click.option("--build", "build_dir", type=click.Path(path_type=Path), default=Path("build"),
-                          show_default=True, help="The deploy tree to write or check.")
-_templates_opt = click.option("--templates", "templates_dir", type=click.Path(path_type=Path),
-                              default=TEMPLATES_DIR, show_default=False, help="Templates folder (default: the repo's).")
+_spec_opt = click.option(
+    "--spec",
+    "spec_dir",
+    type=click.Path(path_type=Path),
+    default=Path("spec"),
+    show_default=True,
+    help="Folder of spec YAML files.",
+)
+_build_opt = click.option(
+    "--build",
+    "build_dir",
+    type=click.Path(path_type=Path),
+    default=Path("build"),
+    show_default=True,
+    help="The deploy tree to write or check.",
+)
+_templates_opt = click.option(
+    "--templates",
+    "templates_dir",
+    type=click.Path(path_type=Path),
+    default=TEMPLATES_DIR,
+    show_default=False,
+    help="Templates folder (default: the repo's).",
+)
 
 
 def _fail(exc: GeneratorError) -> None:

@@ -48,7 +48,10 @@ def _services(spec: Spec) -> Iterator[Found]:
             if hc is None:
                 yield (*base, "exec_condition"), _unknown("healthcheck", svc.exec_condition, spec.healthchecks)
             elif hc.role != "exec_condition":
-                yield (*base, "exec_condition"), f"healthcheck '{svc.exec_condition}' has role '{hc.role}', not 'exec_condition'"
+                yield (
+                    (*base, "exec_condition"),
+                    f"healthcheck '{svc.exec_condition}' has role '{hc.role}', not 'exec_condition'",
+                )
     for section, table in (("services", spec.services), ("external_units", spec.external_units)):
         for name, item in table.items():
             if item.unit in seen_units:
@@ -75,7 +78,8 @@ def _secrets(spec: Spec) -> Iterator[Found]:
 
 def _hardening(spec: Spec) -> Iterator[Found]:
     units: list[tuple[tuple[str | int, ...], Hardening]] = [
-        (("services", n, "hardening"), s.hardening) for n, s in spec.services.items()]
+        (("services", n, "hardening"), s.hardening) for n, s in spec.services.items()
+    ]
     units += [(("healthchecks", n, "hardening"), h.hardening) for n, h in spec.healthchecks.items()]
     for base, hardening in units:
         for name in hardening.exceptions:
@@ -104,7 +108,7 @@ def _matrix(spec: Spec) -> Iterator[Found]:
     for i, pr in enumerate(fm.principles):
         if pr.component not in fm.components:
             yield ("failure_matrix", "principles", i, "component"), _unknown("component", pr.component, fm.components)
-    for i, sc in enumerate(fm.scenarios):
+    for i in range(len(fm.scenarios)):
         yield from _scenario(spec, i)
 
 
@@ -118,14 +122,24 @@ def _scenario(spec: Spec, i: int) -> Iterator[Found]:
         return
     if comp.unit is None:
         if sc.event is not None:
-            yield (*base, "event"), f"component '{sc.component}' has no unit, so no systemd event; write auto_action instead"
+            yield (
+                (*base, "event"),
+                f"component '{sc.component}' has no unit, so no systemd event; write auto_action instead",
+            )
         if sc.auto_action is None:
-            yield (*base, "auto_action"), f"component '{sc.component}' has no unit: say what happens by itself in auto_action"
+            yield (
+                (*base, "auto_action"),
+                f"component '{sc.component}' has no unit: say what happens by itself in auto_action",
+            )
     else:
         if sc.auto_action is not None:
-            yield (*base, "auto_action"), (
-                f"component '{sc.component}' runs as a unit: the systemd auto-action is derived from its "
-                "settings; give 'event' instead of writing it by hand")
+            yield (
+                (*base, "auto_action"),
+                (
+                    f"component '{sc.component}' runs as a unit: the systemd auto-action is derived from its "
+                    "settings; give 'event' instead of writing it by hand"
+                ),
+            )
         if sc.event is None:
             yield (*base, "event"), f"component '{sc.component}' runs as a unit: say which event systemd sees (event)"
         svc = spec.services.get(comp.unit)
@@ -138,7 +152,10 @@ def _scenario(spec: Spec, i: int) -> Iterator[Found]:
         if hc is None:
             yield (*base, "healthcheck", "check"), _unknown("healthcheck", sc.healthcheck.check, spec.healthchecks)
         elif sc.healthcheck.exit not in hc.exit_codes:
-            yield (*base, "healthcheck", "exit"), f"healthcheck '{sc.healthcheck.check}' has no exit code {sc.healthcheck.exit}"
+            yield (
+                (*base, "healthcheck", "exit"),
+                f"healthcheck '{sc.healthcheck.check}' has no exit code {sc.healthcheck.exit}",
+            )
 
 
 def _backup(spec: Spec) -> Iterator[Found]:
@@ -146,7 +163,10 @@ def _backup(spec: Spec) -> Iterator[Found]:
         if target.covers == "paths" and not target.paths:
             yield ("backup", "targets", name, "paths"), "covers: paths needs at least one path"
         if target.covers != "paths" and target.paths:
-            yield ("backup", "targets", name, "paths"), f"covers: {target.covers} derives its paths from the spec; remove 'paths'"
+            yield (
+                ("backup", "targets", name, "paths"),
+                f"covers: {target.covers} derives its paths from the spec; remove 'paths'",
+            )
 
 
 def check_references(spec: Spec) -> list[Found]:

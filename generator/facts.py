@@ -51,10 +51,18 @@ def facts_of(spec: Spec) -> Mapping[str, str]:
     """
     p = spec.project
     out: dict[str, str] = {
-        "project": p.name, "user": p.user, "group": p.group, "root": p.root, "venv": p.venv,
-        "python": f"{p.venv}/bin/python", "env_file": p.env_file, "repo": p.repo,
-        "repo_url": p.repo_url, "logs_dir": p.logs_dir,
-        "tmpfiles": layout.tmpfiles_path(p.name), "sysusers": layout.sysusers_path(p.name),
+        "project": p.name,
+        "user": p.user,
+        "group": p.group,
+        "root": p.root,
+        "venv": p.venv,
+        "python": f"{p.venv}/bin/python",
+        "env_file": p.env_file,
+        "repo": p.repo,
+        "repo_url": p.repo_url,
+        "logs_dir": p.logs_dir,
+        "tmpfiles": layout.tmpfiles_path(p.name),
+        "sysusers": layout.sysusers_path(p.name),
     }
     for name, svc in spec.services.items():
         out[f"{name}.unit"] = f"{svc.unit}.service"

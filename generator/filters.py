@@ -10,7 +10,15 @@ from __future__ import annotations
 import re
 
 __all__ = [
-    "FILTERS", "md_cell", "md_code", "md_table", "seconds", "systemd_command", "systemd_env", "systemd_path", "systemd_value",
+    "FILTERS",
+    "md_cell",
+    "md_code",
+    "md_table",
+    "seconds",
+    "systemd_command",
+    "systemd_env",
+    "systemd_path",
+    "systemd_value",
     "systemd_word",
 ]
 

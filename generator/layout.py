@@ -10,8 +10,14 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 __all__ = [
-    "DOCS_DIR", "MANIFEST", "ROOT_DIR", "docs_file", "logrotate_path", "sysusers_path",
-    "tmpfiles_path", "unit_path",
+    "DOCS_DIR",
+    "MANIFEST",
+    "ROOT_DIR",
+    "docs_file",
+    "logrotate_path",
+    "sysusers_path",
+    "tmpfiles_path",
+    "unit_path",
 ]
 
 ROOT_DIR = "root"

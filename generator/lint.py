@@ -63,14 +63,21 @@ def _logs(p: Plan, files: dict[str, str]) -> Iterator[Finding]:
         stanzas = rotated.get(log, [])
         if len(stanzas) != 1:
             where = ", ".join(stanzas) or "no logrotate file"
-            yield Finding(("services", sv.name, "logs"), f"{log} is written by {sv.unit_file} (append:) "
-                          f"but rotated by {len(stanzas)} stanzas ({where}); it must be exactly one")
+            yield Finding(
+                ("services", sv.name, "logs"),
+                f"{log} is written by {sv.unit_file} (append:) "
+                f"but rotated by {len(stanzas)} stanzas ({where}); it must be exactly one",
+            )
     for sv in p.services:
         if not sv.policy.copytruncate:
-            yield Finding(("log_policies", sv.svc.logs.policy, "copytruncate"), (
-                f"{sv.unit_file} writes its logs through StandardOutput=append:, so systemd holds the file "
-                "open and cannot be told to reopen it: without copytruncate every line after a rotation "
-                "goes into the rotated file"))
+            yield Finding(
+                ("log_policies", sv.svc.logs.policy, "copytruncate"),
+                (
+                    f"{sv.unit_file} writes its logs through StandardOutput=append:, so systemd holds the file "
+                    "open and cannot be told to reopen it: without copytruncate every line after a rotation "
+                    "goes into the rotated file"
+                ),
+            )
     for log, stanzas in rotated.items():
         if log not in written:
             yield Finding(("log_policies",), f"{stanzas[0]} rotates {log}, which no unit writes")
@@ -82,14 +89,17 @@ def _start_limits(p: Plan) -> Iterator[Finding]:
         loop = crash_loop_seconds(r)
         base = ("services", sv.name, "restart")
         if r.ride_out_sec is not None and loop is not None and loop < r.ride_out_sec:
-            yield Finding(base, (
-                f"a crash loop hits the start limit after ≈{loop:g} s ({r.start_limit_burst} starts "
-                f"{r.delay_sec:g} s apart within StartLimitIntervalSec={r.start_limit_interval_sec}), "
-                f"before ride_out_sec={r.ride_out_sec}: the unit would stay failed after an outage it must "
-                "survive; raise delay_sec or lower start_limit_burst"))
+            yield Finding(
+                base,
+                (
+                    f"a crash loop hits the start limit after ≈{loop:g} s ({r.start_limit_burst} starts "
+                    f"{r.delay_sec:g} s apart within StartLimitIntervalSec={r.start_limit_interval_sec}), "
+                    f"before ride_out_sec={r.ride_out_sec}: the unit would stay failed after an outage it must "
+                    "survive; raise delay_sec or lower start_limit_burst"
+                ),
+            )
         if loop is None and r.policy != "no":
-            yield Finding(base, "a crash loop never reaches the start limit: the unit restarts forever",
-                          "warning")
+            yield Finding(base, "a crash loop never reaches the start limit: the unit restarts forever", "warning")
 
 
 def _cycles(p: Plan) -> Iterator[Finding]:
@@ -104,16 +114,25 @@ def _cycles(p: Plan) -> Iterator[Finding]:
 def _stop_timeouts(p: Plan) -> Iterator[Finding]:
     for sv in p.services:
         r = sv.svc.runner
-        wait, what = ((r.graceful_shutdown_sec, "uvicorn --timeout-graceful-shutdown") if r.kind == "uvicorn"
-                      else (r.shutdown_timeout_sec, "dramatiq --worker-shutdown-timeout"))
+        wait, what = (
+            (r.graceful_shutdown_sec, "uvicorn --timeout-graceful-shutdown")
+            if r.kind == "uvicorn"
+            else (r.shutdown_timeout_sec, "dramatiq --worker-shutdown-timeout")
+        )
         stop = sv.svc.stop.timeout_sec
         base = ("services", sv.name, "stop", "timeout_sec")
         if stop <= wait:
-            yield Finding(base, f"TimeoutStopSec={stop:g} is not longer than {what} ({wait} s): systemd "
-                          "would SIGKILL the process before it finishes shutting down")
+            yield Finding(
+                base,
+                f"TimeoutStopSec={stop:g} is not longer than {what} ({wait} s): systemd "
+                "would SIGKILL the process before it finishes shutting down",
+            )
         elif stop - wait < STOP_MARGIN_SEC:
-            yield Finding(base, f"TimeoutStopSec={stop:g} leaves less than {STOP_MARGIN_SEC:g} s after "
-                          f"{what} ({wait} s)", "warning")
+            yield Finding(
+                base,
+                f"TimeoutStopSec={stop:g} leaves less than {STOP_MARGIN_SEC:g} s after {what} ({wait} s)",
+                "warning",
+            )
 
 
 def _exec_conditions(p: Plan) -> Iterator[Finding]:
@@ -129,13 +148,19 @@ def _exec_conditions(p: Plan) -> Iterator[Finding]:
         if not codes & set(range(1, 255)):
             yield Finding(base, "an ExecCondition= check needs a code in 1-254 for 'skip this start'")
         if 255 not in codes:
-            yield Finding(base, "an ExecCondition= check needs 255 for 'the check itself is broken' "
-                          "(1-254 only skip the start and never trigger Restart=)")
+            yield Finding(
+                base,
+                "an ExecCondition= check needs 255 for 'the check itself is broken' "
+                "(1-254 only skip the start and never trigger Restart=)",
+            )
         for event in ("condition_skip", "condition_error"):
             if (sv.name, event) not in events:
-                yield Finding(("failure_matrix", "scenarios"), f"no scenario of {sv.svc.title} with event "
-                              f"'{event}': the matrix must say what systemd does when {name} "
-                              f"{'skips the start' if event == 'condition_skip' else 'itself fails (255)'}")
+                yield Finding(
+                    ("failure_matrix", "scenarios"),
+                    f"no scenario of {sv.svc.title} with event "
+                    f"'{event}': the matrix must say what systemd does when {name} "
+                    f"{'skips the start' if event == 'condition_skip' else 'itself fails (255)'}",
+                )
 
 
 def lint(p: Plan, files: dict[str, str]) -> list[Finding]:

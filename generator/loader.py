@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import difflib
 import types
-from dataclasses import dataclass
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,9 @@ def _as_model(tp: Any, node: Any) -> type[BaseModel] | None:
         for arg in typing.get_args(tp):
             model = _as_model(arg, node)
             kind = model.model_fields.get("kind") if model else None
-            if model and (kind is None or (isinstance(node, dict) and node.get("kind") in typing.get_args(kind.annotation))):
+            if model and (
+                kind is None or (isinstance(node, dict) and node.get("kind") in typing.get_args(kind.annotation))
+            ):
                 return model
         return None
     return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
@@ -88,7 +90,12 @@ def _known_fields(data: Any, parent: Path_) -> list[str]:
     node = data
     for part in parent:
         tp = _step(tp, part, node)
-        node = node[part] if isinstance(node, dict | list) else None
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
         if tp is None:
             return []
     model = _as_model(tp, node)
@@ -104,11 +111,9 @@ def _message(err: dict[str, Any], data: Any, path: Path_) -> str:
         return f"unknown field '{path[-1]}'{hint}"
     if kind == "missing":
         return f"missing required field '{path[-1]}'"
-    if kind == "union_tag_invalid":
-        return f"{err['msg']}"
-    if kind in {"value_error", "assertion_error"}:
-        return str(err["ctx"].get("error", err["msg"])) if "ctx" in err else err["msg"]
-    return err["msg"]
+    if kind in {"value_error", "assertion_error"} and "ctx" in err:
+        return str(err["ctx"].get("error", err["msg"]))
+    return str(err["msg"])
 
 
 def _problems_of(exc: ValidationError, data: Any, smap: SourceMap) -> list[Problem]:
@@ -117,7 +122,7 @@ def _problems_of(exc: ValidationError, data: Any, smap: SourceMap) -> list[Probl
         path, exists = _data_path(data, err["loc"])
         is_key = err["type"] == "extra_forbidden" or "[key]" in err["loc"] or not exists
         location = smap.locate(path if exists else path[:-1], key=is_key)
-        problems.append(Problem(location, _dotted(path), _message(err, data, path)))
+        problems.append(Problem(location, _dotted(path), _message(dict(err), data, path)))
     return problems
 
 

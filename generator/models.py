@@ -13,10 +13,36 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 __all__ = [
-    "AbsPath", "Backup", "BackupTarget", "Check", "Component", "DesignDecision", "DisasterScenario",
-    "DramatiqRunner", "Event", "ExitCode", "ExternalUnit", "FailureMatrix", "Hardening", "HardeningException", "Healthcheck", "HealthSignal",
-    "LogPolicy", "Logs", "NotBackedUp", "NotChecked", "Principle", "Project", "Restart", "Runner",
-    "Scenario", "Service", "Spec", "Stop", "UvicornRunner", "Watchdog",
+    "AbsPath",
+    "Backup",
+    "BackupTarget",
+    "Check",
+    "Component",
+    "DesignDecision",
+    "DisasterScenario",
+    "DramatiqRunner",
+    "Event",
+    "ExitCode",
+    "ExternalUnit",
+    "FailureMatrix",
+    "Hardening",
+    "HardeningException",
+    "Healthcheck",
+    "HealthSignal",
+    "LogPolicy",
+    "Logs",
+    "NotBackedUp",
+    "NotChecked",
+    "Principle",
+    "Project",
+    "Restart",
+    "Runner",
+    "Scenario",
+    "Service",
+    "Spec",
+    "Stop",
+    "UvicornRunner",
+    "Watchdog",
 ]
 
 _NAME = r"^[a-z][a-z0-9_-]{0,62}$"
@@ -59,7 +85,7 @@ def _file_name(value: str) -> str:
 
 def _octal_mode(value: str) -> str:
     if not re.fullmatch(r"0[0-7]{3}", value):
-        raise ValueError("must be a 4-digit octal mode written as a string, e.g. \"0640\"")
+        raise ValueError('must be a 4-digit octal mode written as a string, e.g. "0640"')
     return value
 
 
@@ -98,7 +124,8 @@ class Project(_Model):
     env_file: AbsPath
     """The environment file every unit loads (EnvironmentFile=); holds secrets, never generated."""
     env_file_mode: Mode = "0640"
-    """Mode of the env file (owner root, group `group`): the manager reads it as root, the group lets a manual healthcheck run read it."""
+    """Mode of the env file (owner root, group `group`): the manager reads it as root;
+    the group lets a manual healthcheck run read it."""
     repo: AbsPath
     """Checkout of the application repository (WorkingDirectory=)."""
     repo_url: Text
@@ -133,7 +160,8 @@ class Stop(_Model):
     timeout_sec: Seconds
     """TimeoutStopSec=: seconds systemd waits after KillSignal= before SIGKILL."""
     kill_mode: Literal["control-group", "mixed", "process"] = "control-group"
-    """KillMode=: `mixed` sends KillSignal= to the main process only (it forwards it to its children), SIGKILL to all."""
+    """KillMode=: `mixed` sends KillSignal= to the main process only (it forwards it to its
+    children), the final SIGKILL to all."""
 
 
 class UvicornRunner(_Model):
@@ -163,7 +191,8 @@ class DramatiqRunner(_Model):
     threads: Annotated[int, Field(ge=1, le=256)]
     """--threads (per process)."""
     shutdown_timeout_sec: Annotated[int, Field(ge=1, le=86400)]
-    """--worker-shutdown-timeout (given in seconds here, passed in milliseconds): how long dramatiq waits for running actors after SIGTERM."""
+    """--worker-shutdown-timeout (given in seconds here, passed in milliseconds): how long
+    dramatiq waits for running actors after SIGTERM."""
 
 
 Runner = Annotated[UvicornRunner | DramatiqRunner, Field(discriminator="kind")]
@@ -336,8 +365,17 @@ class Component(_Model):
 
 
 Event = Literal[
-    "crash", "killed", "oom", "clean_exit", "manual_stop", "manual_restart", "hang",
-    "condition_skip", "condition_error", "dependency_stopped", "crash_loop",
+    "crash",
+    "killed",
+    "oom",
+    "clean_exit",
+    "manual_stop",
+    "manual_restart",
+    "hang",
+    "condition_skip",
+    "condition_error",
+    "dependency_stopped",
+    "crash_loop",
 ]
 
 

@@ -144,8 +144,13 @@ def diff(build_dir: Path, files: dict[str, str]) -> Drift:
         else:
             continue
         old = (have or b"").decode("utf-8", errors="replace").splitlines(keepends=True)
-        drift.diffs[rel] = "".join(difflib.unified_diff(
-            old, files[rel].splitlines(keepends=True),
-            fromfile=f"build/{rel}" if rel in disk else "/dev/null", tofile=f"rendered/{rel}"))
+        drift.diffs[rel] = "".join(
+            difflib.unified_diff(
+                old,
+                files[rel].splitlines(keepends=True),
+                fromfile=f"build/{rel}" if rel in disk else "/dev/null",
+                tofile=f"rendered/{rel}",
+            )
+        )
     drift.stale = sorted(set(disk) - set(files))
     return drift

@@ -7,6 +7,7 @@ so units and docs read the same value (house style: data flows one way).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,7 @@ class Artifact:
     context: dict[str, Any]
     purpose: str
     """Catalog key under ``purpose.`` describing the file in the docs."""
-    purpose_params: dict[str, object] = field(default_factory=dict)
+    purpose_params: Mapping[str, object] = field(default_factory=dict)
     owner: str = "root"
     group: str = "root"
     mode: str = "0644"
@@ -41,7 +42,7 @@ class Artifact:
     def server_path(self) -> str | None:
         """Absolute path on the server, or None for files that are not installed (docs)."""
         prefix = layout.ROOT_DIR + "/"
-        return "/" + self.path[len(prefix):] if self.path.startswith(prefix) else None
+        return "/" + self.path[len(prefix) :] if self.path.startswith(prefix) else None
 
 
 @dataclass(frozen=True)
@@ -122,43 +123,79 @@ def _exec_start(spec: Spec, svc: Service) -> list[str]:
     bin_dir = f"{spec.project.venv}/bin"
     r = svc.runner
     if r.kind == "uvicorn":
-        return [f"{bin_dir}/uvicorn", r.app, "--host", r.host, "--port", str(r.port),
-                "--timeout-graceful-shutdown", str(r.graceful_shutdown_sec)]
-    return [f"{bin_dir}/dramatiq", r.module, "--processes", str(r.processes), "--threads", str(r.threads),
-            "--worker-shutdown-timeout", str(r.shutdown_timeout_sec * 1000), "--queues", *r.queues]
+        return [
+            f"{bin_dir}/uvicorn",
+            r.app,
+            "--host",
+            r.host,
+            "--port",
+            str(r.port),
+            "--timeout-graceful-shutdown",
+            str(r.graceful_shutdown_sec),
+        ]
+    return [
+        f"{bin_dir}/dramatiq",
+        r.module,
+        "--processes",
+        str(r.processes),
+        "--threads",
+        str(r.threads),
+        "--worker-shutdown-timeout",
+        str(r.shutdown_timeout_sec * 1000),
+        "--queues",
+        *r.queues,
+    ]
 
 
 def _healthcheck_view(spec: Spec, name: str) -> HealthcheckView:
     hc = spec.healthchecks[name]
     timer = f"{spec.project.name}-{name.replace('_', '-')}" if hc.every_sec else None
-    return HealthcheckView(name, hc, healthcheck_argv(spec, name),
-                           f"{spec.project.repo}/{hc.script}", timer, hardening_for(hc.hardening, hc.hardening.writable_paths))
+    return HealthcheckView(
+        name,
+        hc,
+        healthcheck_argv(spec, name),
+        f"{spec.project.repo}/{hc.script}",
+        timer,
+        hardening_for(hc.hardening, hc.hardening.writable_paths),
+    )
 
 
 def _service_view(spec: Spec, name: str, svc: Service) -> ServiceView:
     logs = spec.project.logs_dir
     cond = _healthcheck_view(spec, svc.exec_condition).command if svc.exec_condition else None
     return ServiceView(
-        name=name, svc=svc, unit_file=f"{svc.unit}.service", exec_start=_exec_start(spec, svc),
+        name=name,
+        svc=svc,
+        unit_file=f"{svc.unit}.service",
+        exec_start=_exec_start(spec, svc),
         exec_condition=cond,
-        after=[_unit_file(spec, d) for d in svc.after], wants=[_unit_file(spec, d) for d in svc.wants],
+        after=[_unit_file(spec, d) for d in svc.after],
+        wants=[_unit_file(spec, d) for d in svc.wants],
         requires=[_unit_file(spec, d) for d in svc.requires],
-        stdout_path=f"{logs}/{svc.logs.stdout}", stderr_path=f"{logs}/{svc.logs.stderr}",
-        policy=spec.log_policies[svc.logs.policy], logrotate_path=layout.logrotate_path(svc.unit),
+        stdout_path=f"{logs}/{svc.logs.stdout}",
+        stderr_path=f"{logs}/{svc.logs.stderr}",
+        policy=spec.log_policies[svc.logs.policy],
+        logrotate_path=layout.logrotate_path(svc.unit),
         gives_up_after=crash_loop_seconds(svc.restart),
         hardening=hardening_for(svc.hardening, [logs, *svc.hardening.writable_paths]),
     )
 
 
 def _units(spec: Spec) -> dict[str, UnitFacts]:
-    out = {n: UnitFacts(n, s.title, f"{s.unit}.service", s.restart, s.stop, crash_loop_seconds(s.restart))
-           for n, s in spec.services.items()}
-    out |= {n: UnitFacts(n, e.title, f"{e.unit}.service", e.restart, None, crash_loop_seconds(e.restart), e)
-            for n, e in spec.external_units.items()}
+    out = {
+        n: UnitFacts(n, s.title, f"{s.unit}.service", s.restart, s.stop, crash_loop_seconds(s.restart))
+        for n, s in spec.services.items()
+    }
+    out |= {
+        n: UnitFacts(n, e.title, f"{e.unit}.service", e.restart, None, crash_loop_seconds(e.restart), e)
+        for n, e in spec.external_units.items()
+    }
     return out
 
 
-def _scenarios(spec: Spec, units: dict[str, UnitFacts], hcs: dict[str, HealthcheckView]) -> dict[str, list[ScenarioView]]:
+def _scenarios(
+    spec: Spec, units: dict[str, UnitFacts], hcs: dict[str, HealthcheckView]
+) -> dict[str, list[ScenarioView]]:
     fm = spec.failure_matrix
     out: dict[str, list[ScenarioView]] = {c: [] for c in fm.components}
     for sc in fm.scenarios:
@@ -178,21 +215,56 @@ def _artifacts(p: Plan) -> list[Artifact]:
     root = layout.ROOT_DIR
     arts: list[Artifact] = []
     for sv in p.services:
-        arts.append(Artifact(f"{root}{layout.unit_path(sv.svc.unit)}", "systemd/service.j2", {"s": sv},
-                             "unit", {"title": sv.svc.title}))
-        arts.append(Artifact(f"{root}{sv.logrotate_path}", "logrotate/logrotate.j2", {"s": sv},
-                             "logrotate", {"files": f"{sv.stdout_path}, {sv.stderr_path}"}))
+        arts.append(
+            Artifact(
+                f"{root}{layout.unit_path(sv.svc.unit)}",
+                "systemd/service.j2",
+                {"s": sv},
+                "unit",
+                {"title": sv.svc.title},
+            )
+        )
+        arts.append(
+            Artifact(
+                f"{root}{sv.logrotate_path}",
+                "logrotate/logrotate.j2",
+                {"s": sv},
+                "logrotate",
+                {"files": f"{sv.stdout_path}, {sv.stderr_path}"},
+            )
+        )
     for hv in p.healthchecks:
         if hv.timer_unit:
             ctx = {"h": hv, "service": next(s for s in p.services if s.name == hv.hc.service)}
             params = {"title": hv.hc.title, "every": hv.hc.every_sec}
-            arts.append(Artifact(f"{root}{layout.unit_path(hv.timer_unit)}", "systemd/healthcheck.service.j2",
-                                 ctx, "healthcheck_service", params))
-            arts.append(Artifact(f"{root}{layout.unit_path(hv.timer_unit, 'timer')}", "systemd/healthcheck.timer.j2",
-                                 ctx, "healthcheck_timer", params))
+            arts.append(
+                Artifact(
+                    f"{root}{layout.unit_path(hv.timer_unit)}",
+                    "systemd/healthcheck.service.j2",
+                    ctx,
+                    "healthcheck_service",
+                    params,
+                )
+            )
+            arts.append(
+                Artifact(
+                    f"{root}{layout.unit_path(hv.timer_unit, 'timer')}",
+                    "systemd/healthcheck.timer.j2",
+                    ctx,
+                    "healthcheck_timer",
+                    params,
+                )
+            )
     arts.append(Artifact(f"{root}{layout.tmpfiles_path(name)}", "tmpfiles/tmpfiles.conf.j2", {}, "tmpfiles"))
-    arts.append(Artifact(f"{root}{layout.sysusers_path(name)}", "sysusers/sysusers.conf.j2", {}, "sysusers",
-                         {"user": spec.project.user}))
+    arts.append(
+        Artifact(
+            f"{root}{layout.sysusers_path(name)}",
+            "sysusers/sysusers.conf.j2",
+            {},
+            "sysusers",
+            {"user": spec.project.user},
+        )
+    )
     for doc in ("README.md", "failure_matrix.md", "backup_recovery.md"):
         arts.append(Artifact(layout.docs_file(doc), f"docs/{doc}.j2", {}, "doc"))
     return arts
@@ -205,8 +277,10 @@ def _backup_paths(p: Plan) -> dict[str, list[str]]:
         "units": [a.server_path for a in p.artifacts if a.server_path],
         "logs": [path for s in p.services for path in (s.stdout_path, s.stderr_path)],
     }
-    return {name: list(t.paths) if t.covers == "paths" else derived[t.covers]  # type: ignore[misc]
-            for name, t in p.spec.backup.targets.items()}
+    return {
+        name: list(t.paths) if t.covers == "paths" else derived[t.covers]
+        for name, t in p.spec.backup.targets.items()
+    }
 
 
 def plan(spec: Spec) -> Plan:

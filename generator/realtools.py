@@ -29,7 +29,12 @@ from pathlib import Path
 from .planner import Plan
 
 __all__ = [
-    "EXPOSURE_LIMIT", "ToolFinding", "ToolMissing", "find_library", "need_tool", "nss_env",
+    "EXPOSURE_LIMIT",
+    "ToolFinding",
+    "ToolMissing",
+    "find_library",
+    "need_tool",
+    "nss_env",
     "security_check",
     "verify_units",
 ]
@@ -89,7 +94,8 @@ def _unit_root(p: Plan, files: dict[str, str], root: Path) -> list[str]:
         for stale in (root / "usr/lib/systemd/system").glob(f"{ext.unit}*"):
             stale.unlink()
         (root / "usr/lib/systemd/system" / f"{ext.unit}.service").write_text(
-            f"[Unit]\nDescription=stub of {ext.unit} for verification\n\n[Service]\nExecStart=/usr/bin/true\n")
+            f"[Unit]\nDescription=stub of {ext.unit} for verification\n\n[Service]\nExecStart=/usr/bin/true\n"
+        )
     units = []
     for rel, text in files.items():
         if rel.startswith("root/etc/systemd/system/"):
@@ -116,8 +122,12 @@ def verify_units(p: Plan, files: dict[str, str], workdir: Path) -> list[ToolFind
     units = _unit_root(p, files, root)
     findings = []
     for unit in units:
-        proc = subprocess.run([tool, "verify", f"--root={root}", "--man=no", "--generators=no", unit],
-                              capture_output=True, text=True, timeout=_TIMEOUT)
+        proc = subprocess.run(
+            [tool, "verify", f"--root={root}", "--man=no", "--generators=no", unit],
+            capture_output=True,
+            text=True,
+            timeout=_TIMEOUT,
+        )
         lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
         if proc.returncode != 0 and not lines:
             lines = [f"exit code {proc.returncode}"]
@@ -141,19 +151,29 @@ def security_check(p: Plan, files: dict[str, str], workdir: Path) -> tuple[dict[
     findings = []
     for unit, want in sorted(recorded.items()):
         artifact = f"root/etc/systemd/system/{unit}"
-        proc = subprocess.run([tool, "security", "--offline=true", f"--root={root}", f"/etc/systemd/system/{unit}"],
-                              capture_output=True, text=True, timeout=_TIMEOUT)
+        proc = subprocess.run(
+            [tool, "security", "--offline=true", f"--root={root}", f"/etc/systemd/system/{unit}"],
+            capture_output=True,
+            text=True,
+            timeout=_TIMEOUT,
+        )
         m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", proc.stdout)
         if m is None:
             findings.append(ToolFinding(artifact, "systemd-analyze security", (proc.stderr or proc.stdout).strip()))
             continue
         scores[unit] = got = float(m.group(1))
         if got > EXPOSURE_LIMIT:
-            findings.append(ToolFinding(artifact, "systemd-analyze security",
-                                        f"exposure {got} is over {EXPOSURE_LIMIT}"))
+            findings.append(
+                ToolFinding(artifact, "systemd-analyze security", f"exposure {got} is over {EXPOSURE_LIMIT}")
+            )
         if want is not None and got != want:
-            findings.append(ToolFinding(artifact, "systemd-analyze security",
-                                        f"exposure is {got}, the spec records {want} (hardening.exposure)"))
+            findings.append(
+                ToolFinding(
+                    artifact,
+                    "systemd-analyze security",
+                    f"exposure is {got}, the spec records {want} (hardening.exposure)",
+                )
+            )
     return scores, findings
 
 
@@ -167,7 +187,9 @@ def nss_env(users: Iterable[str], groups: Iterable[str], workdir: Path) -> dict[
     uid, gid = os.getuid(), os.getgid()
     passwd = workdir / "passwd"
     group = workdir / "group"
-    passwd.write_text("root:x:0:0:root:/root:/bin/sh\n" + "".join(
-        f"{u}:x:{uid}:{gid}:{u}:/nonexistent:/usr/sbin/nologin\n" for u in sorted(set(users)) if u != "root"))
+    passwd.write_text(
+        "root:x:0:0:root:/root:/bin/sh\n"
+        + "".join(f"{u}:x:{uid}:{gid}:{u}:/nonexistent:/usr/sbin/nologin\n" for u in sorted(set(users)) if u != "root")
+    )
     group.write_text("root:x:0:\n" + "".join(f"{g}:x:{gid}:\n" for g in sorted(set(groups)) if g != "root"))
     return {"LD_PRELOAD": lib, "NSS_WRAPPER_PASSWD": str(passwd), "NSS_WRAPPER_GROUP": str(group)}

@@ -17,8 +17,8 @@ import jinja2
 from . import layout
 from .environment import TEMPLATES_DIR, make_environment
 from .errors import TemplateError
-from .i18n import load_catalog
 from .hardening import PRESET
+from .i18n import load_catalog
 from .models import Hardening
 from .planner import Plan
 from .semantics import condition_outcome

@@ -100,9 +100,12 @@ def rotate_in_sandbox(spec: Spec, service: str, workdir: Path, runs: int) -> Rot
         fds[log.name] = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, int(sv.policy.mode, 8))
         os.chmod(log, int(sv.policy.mode, 8))
         run.written[log.name] = []
-    debug = subprocess.run([tool, "-d", "-s", str(workdir / "state"), str(conf)], capture_output=True,
-                           text=True, timeout=60, env=env)
-    run.errors += [f"logrotate -d: {ln}" for ln in (debug.stdout + debug.stderr).splitlines() if ln.startswith("error:")]
+    debug = subprocess.run(
+        [tool, "-d", "-s", str(workdir / "state"), str(conf)], capture_output=True, text=True, timeout=60, env=env
+    )
+    run.errors += [
+        f"logrotate -d: {ln}" for ln in (debug.stdout + debug.stderr).splitlines() if ln.startswith("error:")
+    ]
     if debug.returncode != 0 and not run.errors:
         run.errors.append(f"logrotate -d: exit code {debug.returncode}")
     try:
@@ -115,8 +118,13 @@ def rotate_in_sandbox(spec: Spec, service: str, workdir: Path, runs: int) -> Rot
                 break
             day = FIRST_DAY + dt.timedelta(days=i)
             run.days.append(day)
-            proc = subprocess.run([tool, "-f", "-s", str(workdir / "state"), str(conf)], capture_output=True,
-                                  text=True, timeout=60, env={**env, "FAKETIME": f"{day.isoformat()} 12:00:00"})
+            proc = subprocess.run(
+                [tool, "-f", "-s", str(workdir / "state"), str(conf)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={**env, "FAKETIME": f"{day.isoformat()} 12:00:00"},
+            )
             if proc.returncode != 0 or "error:" in proc.stdout + proc.stderr:
                 run.errors.append(f"{day}: exit {proc.returncode}: {(proc.stdout + proc.stderr).strip()}")
     finally:
@@ -132,7 +140,7 @@ def rotate_in_sandbox(spec: Spec, service: str, workdir: Path, runs: int) -> Rot
 
 def _expected_names(run: RotationRun, log: str) -> list[str]:
     pol = run.policy
-    kept = run.days[-pol.rotate:]
+    kept = run.days[-pol.rotate :]
     names = []
     for n, day in enumerate(kept):
         name = f"{log}{day.strftime(pol.dateformat)}" if pol.dateext else None
@@ -161,15 +169,31 @@ def rotation_findings(run: RotationRun, artifact: str) -> list[ToolFinding]:
         if want and rotated != sorted(want):
             out.append(ToolFinding(artifact, "rotation", f"{log}: rotated files {rotated}, expected {sorted(want)}"))
         if len(rotated) != min(len(run.days), pol.rotate):
-            out.append(ToolFinding(artifact, "rotation", f"{log}: {len(rotated)} rotated files kept, rotate is {pol.rotate}"))
+            out.append(
+                ToolFinding(artifact, "rotation", f"{log}: {len(rotated)} rotated files kept, rotate is {pol.rotate}")
+            )
         for name in [log, *rotated]:
             if run.files.get(name) != int(pol.mode, 8):
-                out.append(ToolFinding(artifact, "rotation", f"{name}: mode {oct(run.files.get(name, 0))}, policy {pol.mode}"))
+                out.append(
+                    ToolFinding(artifact, "rotation", f"{name}: mode {oct(run.files.get(name, 0))}, policy {pol.mode}")
+                )
         batches = run.written[log]
         if run.live[log] != batches[-1]:
-            out.append(ToolFinding(artifact, "rotation", f"{log}: the live file does not hold exactly the lines written after the last rotation"))
-        kept = [ln for b in batches[-(min(len(run.days), pol.rotate) + 1):] for ln in b]
+            out.append(
+                ToolFinding(
+                    artifact,
+                    "rotation",
+                    f"{log}: the live file does not hold exactly the lines written after the last rotation",
+                )
+            )
+        kept = [ln for b in batches[-(min(len(run.days), pol.rotate) + 1) :] for ln in b]
         if run.lines[log] != kept:
-            out.append(ToolFinding(artifact, "rotation", f"{log}: lines lost or duplicated across rotations "
-                                   f"({len(run.lines[log])} found, {len(kept)} expected)"))
+            out.append(
+                ToolFinding(
+                    artifact,
+                    "rotation",
+                    f"{log}: lines lost or duplicated across rotations "
+                    f"({len(run.lines[log])} found, {len(kept)} expected)",
+                )
+            )
     return out

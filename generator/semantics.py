@@ -86,7 +86,9 @@ def crash_loop_seconds(restart: Restart) -> float | None:
 def _limit_params(restart: Restart) -> dict[str, object]:
     loop = crash_loop_seconds(restart)
     return {
-        "policy": restart.policy, "delay": restart.delay_sec, "burst": restart.start_limit_burst,
+        "policy": restart.policy,
+        "delay": restart.delay_sec,
+        "burst": restart.start_limit_burst,
         "interval": restart.start_limit_interval_sec,
         "gives_up_after": None if loop is None else math.ceil(loop),
     }

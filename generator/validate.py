@@ -43,8 +43,12 @@ def validate(spec_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> Validation:
         for name in ("verify", "security"):
             (scratch / name).mkdir()
         out.findings += verify_units(result.plan, result.files, scratch / "verify")
-        out.checked.append("systemd-analyze verify: " + ", ".join(
-            p.removeprefix("root/etc/systemd/system/") for p in result.files if p.startswith("root/etc/systemd/")))
+        out.checked.append(
+            "systemd-analyze verify: "
+            + ", ".join(
+                p.removeprefix("root/etc/systemd/system/") for p in result.files if p.startswith("root/etc/systemd/")
+            )
+        )
         out.exposure, found = security_check(result.plan, result.files, scratch / "security")
         out.findings += found
         for sv in result.plan.services:

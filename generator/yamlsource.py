@@ -193,8 +193,8 @@ def read_spec_files(files: list[Path], base: Path | None = None) -> SpecSource:
             for table, into in ((file_map.keys, smap.keys), (file_map.values, smap.values)):
                 into.update({p: loc for p, loc in table.items() if p and p[0] == key})
     if files:
-        first = str(files[0].relative_to(base)) if base and files[0].is_relative_to(base) else str(files[0])
-        smap.fallback = Location(first, 1, 1)
+        name = str(files[0].relative_to(base)) if base and files[0].is_relative_to(base) else str(files[0])
+        smap.fallback = Location(name, 1, 1)
     if problems:
         raise SpecError(problems)
     return SpecSource(merged, smap, list(files))

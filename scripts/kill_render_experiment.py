@@ -54,8 +54,9 @@ def main() -> int:
         counts = {"A": 0, "B": 0, "broken": 0, "finished": 0}
         for i in range(args.kills):
             spec = spec_a if i % 2 == 0 else spec_b
-            proc = subprocess.Popen([*cmd, "--spec", str(spec)], cwd=REPO,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                [*cmd, "--spec", str(spec)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
             time.sleep(rng.uniform(0, duration * 1.1))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)

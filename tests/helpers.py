@@ -25,8 +25,11 @@ def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedP
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
     """Every regular file under ``root`` as ``{relative path: bytes}`` (symlinks not followed)."""
-    return {p.relative_to(root).as_posix(): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
 
 
 def line_of(text: str, needle: str) -> int:

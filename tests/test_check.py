@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import REPO, run_cli, tree_bytes
 
 from generator import build_files, check
-from helpers import REPO, run_cli, tree_bytes
 
 UNIT = "root/etc/systemd/system/zachot-api.service"
 

@@ -40,13 +40,30 @@ def _verify(unit_text: str, programs: list[str]) -> str:
         unit = root / "etc/systemd/system/t.service"
         unit.parent.mkdir(parents=True)
         unit.write_text(unit_text)
-        proc = subprocess.run(["systemd-analyze", "verify", f"--root={root}", "--man=no", "--generators=no",
-                               "/etc/systemd/system/t.service"], capture_output=True, text=True, timeout=60)
-        return (proc.stdout + proc.stderr).replace(str(root), "") + ("" if proc.returncode == 0 else f"rc={proc.returncode}")
+        proc = subprocess.run(
+            [
+                "systemd-analyze",
+                "verify",
+                f"--root={root}",
+                "--man=no",
+                "--generators=no",
+                "/etc/systemd/system/t.service",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return (proc.stdout + proc.stderr).replace(str(root), "") + (
+            "" if proc.returncode == 0 else f"rc={proc.returncode}"
+        )
 
 
 @_SETTINGS
-@given(st.lists(_WORD.filter(lambda w: w not in {".", ".."} and not set(w) & set("\\'\"")), min_size=1, max_size=8, unique=True))
+@given(
+    st.lists(
+        _WORD.filter(lambda w: w not in {".", ".."} and not set(w) & set("\\'\"")), min_size=1, max_size=8, unique=True
+    )
+)
 def test_systemd_word_round_trips_through_systemd(names: list[str]) -> None:
     # systemd refuses quotes and backslashes in an executable's name ("Executable name
     # contains special characters") however they are escaped; spec paths never contain them.
@@ -58,8 +75,10 @@ def test_systemd_word_round_trips_through_systemd(names: list[str]) -> None:
 @_SETTINGS
 @given(_TEXT.filter(lambda t: not t.endswith("\\")), _TEXT)
 def test_description_and_environment_values_are_accepted_as_written(desc: str, value: str) -> None:
-    unit = (f"[Unit]\nDescription={systemd_value(desc)}\n[Service]\nType=oneshot\n"
-            f"Environment={systemd_env('ZACHOT_X', value)}\nExecStart=/opt/p/x\n")
+    unit = (
+        f"[Unit]\nDescription={systemd_value(desc)}\n[Service]\nType=oneshot\n"
+        f"Environment={systemd_env('ZACHOT_X', value)}\nExecStart=/opt/p/x\n"
+    )
     out = _verify(unit, ["x"])
     assert out == "", out
 

@@ -18,28 +18,60 @@ from typing import Any
 
 import yaml
 from click.testing import CliRunner
+from helpers import SPEC_CASES, tree_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from generator import build_files
 from generator.cli import main
-from helpers import SPEC_CASES, tree_bytes
 
 BASE_TEXT = (SPEC_CASES["single_api_en"] / "spec.yaml").read_text()
 BASE = yaml.safe_load(BASE_TEXT)
 EXAMPLES = int(os.environ.get("ZACHOT_FUZZ_EXAMPLES", "300"))
 LOCATED = re.compile(r"^spec/spec\.yaml:\d+:\d+: ")
 
-HOSTILE = st.sampled_from([
-    "", " ", "a\nb", "x\r\ny", "100%", "%n", "$HOME", "${nope}", "$$", "{", "}", "a|b", "../../etc/passwd",
-    "/", ".hidden", "*.log", "a b", '"quoted"', "back\\slash\\", "\x00", "\u202e", "ÿ" * 300, "-1",
-    "9" * 40, "yes", "null", "0640", "0999", "[1, 2]", "{a: 1}",
-])
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True),
-                    HOSTILE, st.text(max_size=30))
-VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                        st.dictionaries(st.text(max_size=8), inner, max_size=3)),
-                      max_leaves=6)
+HOSTILE = st.sampled_from(
+    [
+        "",
+        " ",
+        "a\nb",
+        "x\r\ny",
+        "100%",
+        "%n",
+        "$HOME",
+        "${nope}",
+        "$$",
+        "{",
+        "}",
+        "a|b",
+        "../../etc/passwd",
+        "/",
+        ".hidden",
+        "*.log",
+        "a b",
+        '"quoted"',
+        "back\\slash\\",
+        "\x00",
+        "\u202e",
+        "ÿ" * 300,
+        "-1",
+        "9" * 40,
+        "yes",
+        "null",
+        "0640",
+        "0999",
+        "[1, 2]",
+        "{a: 1}",
+    ]
+)
+SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**12), 10**12), st.floats(allow_nan=True), HOSTILE, st.text(max_size=30)
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+    max_leaves=6,
+)
 
 
 def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
@@ -61,8 +93,26 @@ def mutated_text(draw: st.DrawFn) -> str:
     kind = draw(st.sampled_from(["replace", "delete", "add", "text"]))
     if kind == "text":
         pos = draw(st.integers(0, len(BASE_TEXT)))
-        junk = draw(st.sampled_from([":", "- ", "{", "[", "\t", "&a", "*a", "!!python/object:os.system ''",
-                                     "\n  - x", "'", '"', "<<: *a", "? ", "%YAML 1.1\n"]))
+        junk = draw(
+            st.sampled_from(
+                [
+                    ":",
+                    "- ",
+                    "{",
+                    "[",
+                    "\t",
+                    "&a",
+                    "*a",
+                    "!!python/object:os.system ''",
+                    "\n  - x",
+                    "'",
+                    '"',
+                    "<<: *a",
+                    "? ",
+                    "%YAML 1.1\n",
+                ]
+            )
+        )
         return BASE_TEXT[:pos] + junk + BASE_TEXT[pos:]
     data = yaml.safe_load(BASE_TEXT)
     path = draw(st.sampled_from(ALL_PATHS))

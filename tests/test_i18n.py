@@ -44,6 +44,8 @@ def test_same_fields_as_ru(lang: str) -> None:
 
 def test_literal_keys_used_by_templates_exist() -> None:
     keys = _keys(_catalog("ru"))
-    used = {m for path in TEMPLATES_DIR.rglob("*.j2") for m in re.findall(r'\bt\("([a-z_.]+[a-z_])"[,)]', path.read_text())}
+    used = {
+        m for path in TEMPLATES_DIR.rglob("*.j2") for m in re.findall(r'\bt\("([a-z_.]+[a-z_])"[,)]', path.read_text())
+    }
     assert used, "no t(...) calls found: the pattern is stale"
     assert used <= keys, used - keys

@@ -6,10 +6,10 @@ import gzip
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
 from generator import load_spec
 from generator.rotation import RotationRun, rotate_in_sandbox
-from helpers import REPO
 
 RUNS = 16  # rotate 14 + 2: the two oldest must have been removed
 

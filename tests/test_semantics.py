@@ -36,12 +36,15 @@ def test_exec_condition_codes(code: int, outcome: str) -> None:
     assert condition_outcome(code) == outcome
 
 
-@pytest.mark.parametrize(("delay", "interval", "burst", "expected"), [
-    (5, 120, 10, 50),      # 10 starts 5 s apart fit in 120 s: the 11th is refused at 50 s
-    (10, 300, 10, 100),
-    (30, 60, 5, None),     # starts 30 s apart: never more than 2 in 60 s
-    (1, 0, 5, None),       # StartLimitIntervalSec=0 disables the limit
-])
+@pytest.mark.parametrize(
+    ("delay", "interval", "burst", "expected"),
+    [
+        (5, 120, 10, 50),  # 10 starts 5 s apart fit in 120 s: the 11th is refused at 50 s
+        (10, 300, 10, 100),
+        (30, 60, 5, None),  # starts 30 s apart: never more than 2 in 60 s
+        (1, 0, 5, None),  # StartLimitIntervalSec=0 disables the limit
+    ],
+)
 def test_crash_loop_seconds(delay: float, interval: int, burst: int, expected: float | None) -> None:
     r = Restart(policy="on-failure", delay_sec=delay, start_limit_interval_sec=interval, start_limit_burst=burst)
     assert crash_loop_seconds(r) == expected

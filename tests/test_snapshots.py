@@ -11,16 +11,18 @@ from functools import cache
 from pathlib import PurePosixPath
 
 import pytest
+from helpers import SPEC_CASES
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 from generator import build_files
 
-from helpers import SPEC_CASES
-
 
 def _extension(suffix: str) -> type[SingleFileSnapshotExtension]:
-    return type(f"{suffix.title()}Snapshot", (SingleFileSnapshotExtension,),
-                {"_write_mode": WriteMode.TEXT, "file_extension": suffix})
+    return type(
+        f"{suffix.title()}Snapshot",
+        (SingleFileSnapshotExtension,),
+        {"_write_mode": WriteMode.TEXT, "file_extension": suffix},
+    )
 
 
 _EXTENSIONS = {s: _extension(s) for s in ("service", "timer", "conf", "md", "tsv", "logrotate")}

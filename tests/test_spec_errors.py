@@ -10,9 +10,9 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import SPEC_CASES, line_of, run_cli
 
 from generator import SpecError, load_spec
-from helpers import SPEC_CASES, line_of, run_cli
 
 BASE = (SPEC_CASES["single_api_en"] / "spec.yaml").read_text()
 
@@ -32,40 +32,109 @@ def _problems(tmp_path: Path, text: str) -> list[str]:
 
 # (case id, old text, new text, marker on the reported line, path, message regex)
 CASES = [
-    ("yaml-syntax", "    rotate: 7\n", "    rotate: [7\n", "compress: true", "",
-     r"YAML syntax error: expected ',' or '\]', but got ':' \(while parsing a flow sequence at line 32\)"),
+    (
+        "yaml-syntax",
+        "    rotate: 7\n",
+        "    rotate: [7\n",
+        "compress: true",
+        "",
+        r"YAML syntax error: expected ',' or '\]', but got ':' \(while parsing a flow sequence at line 32\)",
+    ),
     ("wrong-type", "port: 9000", "port: nine", "port: nine", "services.web.runner.port", r"valid integer"),
-    ("unknown-key-near-miss", "    rotate: 7\n", "    rotat: 7\n", "rotat: 7", "log_policies.plain.rotat",
-     r"unknown field 'rotat'; did you mean 'rotate'\?"),
-    ("unknown-key-far", "    rotate: 7\n", "    rotate: 7\n    colour: blue\n", "colour: blue",
-     "log_policies.plain.colour", r"unknown field 'colour' \(allowed: owner, group, mode"),
-    ("missing-field", "    frequency: daily\n", "", "  plain:", "log_policies.plain.frequency",
-     r"missing required field 'frequency'"),
-    ("duplicate-key", "    rotate: 7\n", "    rotate: 7\n    rotate: 8\n", "rotate: 8", "log_policies.plain.rotate",
-     r"duplicate key 'rotate' \(first written at line \d+\)"),
-    ("dangling-log-policy", "policy: plain,", "policy: plian,", "policy: plian", "services.web.logs.policy",
-     r"unknown log policy 'plian' \(known: plain\)"),
-    ("dangling-component", "    - component: web\n      failure: Web crashes",
-     "    - component: wbe\n      failure: Web crashes", "component: wbe",
-     "failure_matrix.scenarios[0].component", r"unknown component 'wbe'"),
-    ("unknown-placeholder", "Read ${web.stderr}", "Read ${web.stderrr}", "${web.stderrr}",
-     "failure_matrix.scenarios[0].manual_action", r"unknown placeholder '\$\{web.stderrr\}'; did you mean '\$\{web.stderr\}'\?"),
-    ("bad-enum", "policy: always,", "policy: sometimes,", "policy: sometimes", "services.web.restart.policy",
-     r"Input should be 'no', 'on-success'"),
-    ("relative-path", "logs_dir: /var/log/shop", "logs_dir: var/log/shop", "logs_dir: var", "project.logs_dir",
-     r"must be an absolute path"),
-    ("path-with-space", "root: /srv/shop", "root: /srv/my shop", "root: /srv/my shop", "project.root",
-     r"no spaces"),
+    (
+        "unknown-key-near-miss",
+        "    rotate: 7\n",
+        "    rotat: 7\n",
+        "rotat: 7",
+        "log_policies.plain.rotat",
+        r"unknown field 'rotat'; did you mean 'rotate'\?",
+    ),
+    (
+        "unknown-key-far",
+        "    rotate: 7\n",
+        "    rotate: 7\n    colour: blue\n",
+        "colour: blue",
+        "log_policies.plain.colour",
+        r"unknown field 'colour' \(allowed: owner, group, mode",
+    ),
+    (
+        "missing-field",
+        "    frequency: daily\n",
+        "",
+        "  plain:",
+        "log_policies.plain.frequency",
+        r"missing required field 'frequency'",
+    ),
+    (
+        "duplicate-key",
+        "    rotate: 7\n",
+        "    rotate: 7\n    rotate: 8\n",
+        "rotate: 8",
+        "log_policies.plain.rotate",
+        r"duplicate key 'rotate' \(first written at line \d+\)",
+    ),
+    (
+        "dangling-log-policy",
+        "policy: plain,",
+        "policy: plian,",
+        "policy: plian",
+        "services.web.logs.policy",
+        r"unknown log policy 'plian' \(known: plain\)",
+    ),
+    (
+        "dangling-component",
+        "    - component: web\n      failure: Web crashes",
+        "    - component: wbe\n      failure: Web crashes",
+        "component: wbe",
+        "failure_matrix.scenarios[0].component",
+        r"unknown component 'wbe'",
+    ),
+    (
+        "unknown-placeholder",
+        "Read ${web.stderr}",
+        "Read ${web.stderrr}",
+        "${web.stderrr}",
+        "failure_matrix.scenarios[0].manual_action",
+        r"unknown placeholder '\$\{web.stderrr\}'; did you mean '\$\{web.stderr\}'\?",
+    ),
+    (
+        "bad-enum",
+        "policy: always,",
+        "policy: sometimes,",
+        "policy: sometimes",
+        "services.web.restart.policy",
+        r"Input should be 'no', 'on-success'",
+    ),
+    (
+        "relative-path",
+        "logs_dir: /var/log/shop",
+        "logs_dir: var/log/shop",
+        "logs_dir: var",
+        "project.logs_dir",
+        r"must be an absolute path",
+    ),
+    ("path-with-space", "root: /srv/shop", "root: /srv/my shop", "root: /srv/my shop", "project.root", r"no spaces"),
     ("bad-user-name", "  user: shop", "  user: 9shop", "user: 9shop", "project.user", r"should match pattern"),
-    ("hand-written-auto-action", "      event: crash\n", "      auto_action: it restarts\n", "auto_action: it restarts",
-     "failure_matrix.scenarios[0].auto_action", r"derived from its settings; give 'event'"),
-    ("merge-key", "  plain:\n", "  base: &b {owner: shop}\n  plain:\n    <<: *b\n", "<<: *b", "log_policies.plain",
-     r"merge keys .* are not supported"),
+    (
+        "hand-written-auto-action",
+        "      event: crash\n",
+        "      auto_action: it restarts\n",
+        "auto_action: it restarts",
+        "failure_matrix.scenarios[0].auto_action",
+        r"derived from its settings; give 'event'",
+    ),
+    (
+        "merge-key",
+        "  plain:\n",
+        "  base: &b {owner: shop}\n  plain:\n    <<: *b\n",
+        "<<: *b",
+        "log_policies.plain",
+        r"merge keys .* are not supported",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("old", "new", "marker", "path", "message"),
-                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("old", "new", "marker", "path", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_mistake_is_located(tmp_path: Path, old: str, new: str, marker: str, path: str, message: str) -> None:
     assert old in BASE, "the fixture changed; update the case"
     text = BASE.replace(old, new, 1)
@@ -96,7 +165,7 @@ def test_cli_exits_2_without_traceback_and_writes_nothing(tmp_path: Path) -> Non
 
 def test_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
     bomb = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
-    bomb += [f"a{i}: &a{i} [{', '.join([f'*a{i-1}'] * 10)}]" for i in range(1, 9)]
+    bomb += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
     problems = _problems(tmp_path, "\n".join(bomb) + "\n")
     assert any("alias bomb" in p for p in problems), problems
 
@@ -106,8 +175,12 @@ def test_section_defined_in_two_files_is_refused(tmp_path: Path) -> None:
     (spec / "z-extra.yaml").write_text("# again\nlog_policies: {}\n")
     with pytest.raises(SpecError) as info:
         load_spec(spec)
-    assert any(str(p).startswith("spec/z-extra.yaml:2:1: log_policies: section 'log_policies' is also defined in spec/spec.yaml")
-               for p in info.value.problems), info.value.problems
+    assert any(
+        str(p).startswith(
+            "spec/z-extra.yaml:2:1: log_policies: section 'log_policies' is also defined in spec/spec.yaml"
+        )
+        for p in info.value.problems
+    ), info.value.problems
 
 
 def test_missing_spec_folder(tmp_path: Path) -> None:
@@ -116,19 +189,36 @@ def test_missing_spec_folder(tmp_path: Path) -> None:
 
 
 SECRET_CASES = [
-    ("secret-name", "    in_memory_state: [the session cache]\n",
-     "    environment: {DB_PASSWORD: hunter2}\n    in_memory_state: [the session cache]\n",
-     "DB_PASSWORD: hunter2", "services.web.environment.DB_PASSWORD", r"looks like a secret: secrets go in the env file /srv/shop/shop.env"),
-    ("url-credentials", "    in_memory_state: [the session cache]\n",
-     "    environment: {SHOP_REDIS: 'redis://app:s3cret@127.0.0.1:6379/0'}\n    in_memory_state: [the session cache]\n",
-     "SHOP_REDIS:", "services.web.environment.SHOP_REDIS", r"carries credentials"),
-    ("repo-url-credentials", "repo_url: https://git.example.com/shop", "repo_url: https://bob:pw@git.example.com/shop",
-     "repo_url:", "project.repo_url", r"carries credentials"),
+    (
+        "secret-name",
+        "    in_memory_state: [the session cache]\n",
+        "    environment: {DB_PASSWORD: hunter2}\n    in_memory_state: [the session cache]\n",
+        "DB_PASSWORD: hunter2",
+        "services.web.environment.DB_PASSWORD",
+        r"looks like a secret: secrets go in the env file /srv/shop/shop.env",
+    ),
+    (
+        "url-credentials",
+        "    in_memory_state: [the session cache]\n",
+        "    environment: {SHOP_REDIS: 'redis://app:s3cret@127.0.0.1:6379/0'}\n    in_memory_state: [the session cache]\n",
+        "SHOP_REDIS:",
+        "services.web.environment.SHOP_REDIS",
+        r"carries credentials",
+    ),
+    (
+        "repo-url-credentials",
+        "repo_url: https://git.example.com/shop",
+        "repo_url: https://bob:pw@git.example.com/shop",
+        "repo_url:",
+        "project.repo_url",
+        r"carries credentials",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("old", "new", "marker", "path", "message"),
-                         [c[1:] for c in SECRET_CASES], ids=[c[0] for c in SECRET_CASES])
+@pytest.mark.parametrize(
+    ("old", "new", "marker", "path", "message"), [c[1:] for c in SECRET_CASES], ids=[c[0] for c in SECRET_CASES]
+)
 def test_inline_secrets_are_refused(tmp_path: Path, old: str, new: str, marker: str, path: str, message: str) -> None:
     text = BASE.replace(old, new, 1)
     problems = _problems(tmp_path, text)

@@ -10,17 +10,20 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import REPO, SPEC_CASES, run_cli
 
 from generator.environment import TEMPLATES_DIR
 from generator.realtools import EXPOSURE_LIMIT
-from helpers import REPO, SPEC_CASES, run_cli
 
 
 def test_zachot_spec_passes_validate() -> None:
     result = run_cli("validate", "--spec", REPO / "spec")
     assert result.returncode == 0, result.stdout + result.stderr
-    scores = dict(line.split(": ")[0].split()[-1:] + [line.split(": ")[1].split()[0]]
-                  for line in result.stdout.splitlines() if line.startswith("exposure "))
+    scores = dict(
+        line.split(": ")[0].split()[-1:] + [line.split(": ")[1].split()[0]]
+        for line in result.stdout.splitlines()
+        if line.startswith("exposure ")
+    )
     assert set(scores) >= {"zachot-api.service", "zachot-worker.service"}
     assert all(float(v) <= EXPOSURE_LIMIT for v in scores.values()), scores
 
@@ -40,50 +43,100 @@ def _edit(spec: Path, file: str, old: str, new: str) -> None:
 
 # Lint rules: (id, file, old, new, message). Each must fail render, check and validate with 2.
 LINT_CASES = [
-    ("start-limit", "services.yaml", "      ride_out_sec: 60\n", "      ride_out_sec: 600\n",
-     "services.restart: a crash loop hits the start limit after ≈100 s"),
-    ("dependency-cycle", "services.yaml", "    after: [redis]\n    wants: [redis]\n    logs:\n      policy: app\n      stdout: api.log",
-     "    after: [redis, api]\n    wants: [redis]\n    logs:\n      policy: app\n      stdout: api.log",
-     "a unit cannot depend on itself ('api')"),
-    ("no-copytruncate", "logging.yaml", "    copytruncate: true\n", "    copytruncate: false\n",
-     "without copytruncate every line after a rotation goes into the rotated file"),
-    ("worker-stop-timeout", "services.yaml", "      timeout_sec: 90\n", "      timeout_sec: 45\n",
-     "TimeoutStopSec=45 is not longer than dramatiq --worker-shutdown-timeout (60 s)"),
-    ("api-stop-timeout", "services.yaml", "      timeout_sec: 30\n", "      timeout_sec: 20\n",
-     "TimeoutStopSec=20 is not longer than uvicorn --timeout-graceful-shutdown (20 s)"),
-    ("exec-condition-255", "healthchecks.yaml", "      255: {status: BROKEN", "      254: {status: BROKEN",
-     "needs 255 for 'the check itself is broken'"),
-    ("exec-condition-matrix-row", "failures.yaml", "      event: condition_skip\n", "      event: crash\n",
-     "no scenario of Worker with event 'condition_skip'"),
+    (
+        "start-limit",
+        "services.yaml",
+        "      ride_out_sec: 60\n",
+        "      ride_out_sec: 600\n",
+        "services.restart: a crash loop hits the start limit after ≈100 s",
+    ),
+    (
+        "dependency-cycle",
+        "services.yaml",
+        "    after: [redis]\n    wants: [redis]\n    logs:\n      policy: app\n      stdout: api.log",
+        "    after: [redis, api]\n    wants: [redis]\n    logs:\n      policy: app\n      stdout: api.log",
+        "a unit cannot depend on itself ('api')",
+    ),
+    (
+        "no-copytruncate",
+        "logging.yaml",
+        "    copytruncate: true\n",
+        "    copytruncate: false\n",
+        "without copytruncate every line after a rotation goes into the rotated file",
+    ),
+    (
+        "worker-stop-timeout",
+        "services.yaml",
+        "      timeout_sec: 90\n",
+        "      timeout_sec: 45\n",
+        "TimeoutStopSec=45 is not longer than dramatiq --worker-shutdown-timeout (60 s)",
+    ),
+    (
+        "api-stop-timeout",
+        "services.yaml",
+        "      timeout_sec: 30\n",
+        "      timeout_sec: 20\n",
+        "TimeoutStopSec=20 is not longer than uvicorn --timeout-graceful-shutdown (20 s)",
+    ),
+    (
+        "exec-condition-255",
+        "healthchecks.yaml",
+        "      255: {status: BROKEN",
+        "      254: {status: BROKEN",
+        "needs 255 for 'the check itself is broken'",
+    ),
+    (
+        "exec-condition-matrix-row",
+        "failures.yaml",
+        "      event: condition_skip\n",
+        "      event: crash\n",
+        "no scenario of Worker with event 'condition_skip'",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("file", "old", "new", "message"), [c[1:] for c in LINT_CASES], ids=[c[0] for c in LINT_CASES])
-def test_lint_rule_fails_every_command(zachot_spec: Path, tmp_path: Path, file: str, old: str, new: str,
-                                       message: str) -> None:
+def test_lint_rule_fails_every_command(
+    zachot_spec: Path, tmp_path: Path, file: str, old: str, new: str, message: str
+) -> None:
     _edit(zachot_spec, file, old, new)
     for args in (["render", "--build", tmp_path / "b"], ["check", "--build", REPO / "build"], ["validate"]):
         result = run_cli(*args, "--spec", zachot_spec)
         assert result.returncode == 2, (args, result.stderr)
-        assert message in result.stderr.replace("services.api.", "services.").replace("services.worker.", "services."), result.stderr
+        assert message in result.stderr.replace("services.api.", "services.").replace(
+            "services.worker.", "services."
+        ), result.stderr
         assert "Traceback" not in result.stderr
     assert not (tmp_path / "b").exists()
 
 
 def test_dependency_cycle_between_services(zachot_spec: Path) -> None:
-    _edit(zachot_spec, "services.yaml", "    after: [redis]\n    wants: [redis]\n    logs:\n      policy: app\n      stdout: api.log",
-          "    after: [redis, worker]\n    wants: [redis]\n    logs:\n      policy: app\n      stdout: api.log")
-    _edit(zachot_spec, "services.yaml", "    after: [redis]\n    wants: [redis]\n    exec_condition",
-          "    after: [redis, api]\n    wants: [redis]\n    exec_condition")
+    _edit(
+        zachot_spec,
+        "services.yaml",
+        "    after: [redis]\n    wants: [redis]\n    logs:\n      policy: app\n      stdout: api.log",
+        "    after: [redis, worker]\n    wants: [redis]\n    logs:\n      policy: app\n      stdout: api.log",
+    )
+    _edit(
+        zachot_spec,
+        "services.yaml",
+        "    after: [redis]\n    wants: [redis]\n    exec_condition",
+        "    after: [redis, api]\n    wants: [redis]\n    exec_condition",
+    )
     result = run_cli("check", "--spec", zachot_spec)
     assert result.returncode == 2
-    assert "dependency cycle: " in result.stderr and ("api -> worker -> api" in result.stderr or "worker -> api -> worker" in result.stderr)
+    assert "dependency cycle: " in result.stderr and (
+        "api -> worker -> api" in result.stderr or "worker -> api -> worker" in result.stderr
+    )
 
 
 def test_lint_names_the_spec_field(zachot_spec: Path) -> None:
     _edit(zachot_spec, "services.yaml", "      timeout_sec: 90\n", "      timeout_sec: 45\n")
     result = run_cli("check", "--spec", zachot_spec)
-    assert "spec/services.yaml:" in result.stderr and "services.worker.stop.timeout_sec: TimeoutStopSec=45" in result.stderr
+    assert (
+        "spec/services.yaml:" in result.stderr
+        and "services.worker.stop.timeout_sec: TimeoutStopSec=45" in result.stderr
+    )
 
 
 def test_lint_catches_a_template_that_rotates_the_wrong_file(tmp_path: Path) -> None:
@@ -93,22 +146,49 @@ def test_lint_catches_a_template_that_rotates_the_wrong_file(tmp_path: Path) -> 
     lr.write_text(lr.read_text().replace("{{ s.stdout_path }} {{ s.stderr_path }} {", "{{ s.stdout_path }} {"))
     result = run_cli("render", "--spec", REPO / "spec", "--build", tmp_path / "b", "--templates", templates)
     assert result.returncode == 2
-    assert "/opt/zachot/logs/api.err is written by zachot-api.service (append:) but rotated by 0 stanzas" in result.stderr
+    assert (
+        "/opt/zachot/logs/api.err is written by zachot-api.service (append:) but rotated by 0 stanzas" in result.stderr
+    )
 
 
 # Problems only the real tools see: validate exits 1 and names the tool and the artifact.
 TOOL_CASES = [
-    ("verify-bad-value", "services.yaml", "    hardening:\n      # systemd-analyze",
-     "    hardening:\n      exceptions:\n        ProtectSystem: {value: sometimes, reason: test}\n      # systemd-analyze",
-     "root/etc/systemd/system/zachot-api.service: systemd-analyze verify: "),
-    ("exposure-mismatch", "services.yaml", "      exposure: 1.1\n", "      exposure: 0.4\n",
-     "exposure is 1.1, the spec records 0.4"),
-    ("exposure-over-limit", "services.yaml", "    hardening:\n      # systemd-analyze",
-     "    hardening:\n      exceptions:\n" + "".join(
-         f"        {d}: {{value: '', reason: test}}\n" for d in (
-             "ProtectSystem", "ProtectHome", "PrivateUsers", "PrivateDevices", "SystemCallFilter",
-             "CapabilityBoundingSet", "RestrictNamespaces", "PrivateTmp", "NoNewPrivileges")) + "      # systemd-analyze",
-     "is over 2.0"),
+    (
+        "verify-bad-value",
+        "services.yaml",
+        "    hardening:\n      # systemd-analyze",
+        "    hardening:\n      exceptions:\n        ProtectSystem: {value: sometimes, reason: test}\n      # systemd-analyze",
+        "root/etc/systemd/system/zachot-api.service: systemd-analyze verify: ",
+    ),
+    (
+        "exposure-mismatch",
+        "services.yaml",
+        "      exposure: 1.1\n",
+        "      exposure: 0.4\n",
+        "exposure is 1.1, the spec records 0.4",
+    ),
+    (
+        "exposure-over-limit",
+        "services.yaml",
+        "    hardening:\n      # systemd-analyze",
+        "    hardening:\n      exceptions:\n"
+        + "".join(
+            f"        {d}: {{value: '', reason: test}}\n"
+            for d in (
+                "ProtectSystem",
+                "ProtectHome",
+                "PrivateUsers",
+                "PrivateDevices",
+                "SystemCallFilter",
+                "CapabilityBoundingSet",
+                "RestrictNamespaces",
+                "PrivateTmp",
+                "NoNewPrivileges",
+            )
+        )
+        + "      # systemd-analyze",
+        "is over 2.0",
+    ),
 ]
 
 
