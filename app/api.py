@@ -1,0 +1,232 @@
+"""HTTP API of zachot (FastAPI), run as ``uvicorn app.api:app --host 127.0.0.1 --port 8000``.
+
+Endpoints: ``POST /jobs``, ``GET /jobs/{id}``, ``GET /jobs/{id}/events`` (SSE),
+``GET /healthz`` (liveness), ``GET /readyz`` (readiness: Redis PING).
+
+All job state is in Redis; the only in-memory state is the set of open SSE
+connections (see ``app/README.md``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, cast
+
+import dramatiq
+import redis.asyncio as aioredis
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from app.broker import CONNECT_TIMEOUT_SECONDS, build_broker
+from app.progress import JOB_ID_RE, JobStore, job_key, job_status_from_hash
+from app.settings import QUEUE_NAME, RUN_JOB_ACTOR, Settings, load_settings
+from app.sse import POLL_SECONDS, BadLastEventId, job_events, parse_last_event_id
+
+log = logging.getLogger(__name__)
+
+#: Upper bound (seconds) on the readiness probe's PING.
+READY_TIMEOUT_SECONDS = 3.0
+
+
+@dataclass
+class _State:
+    settings: Settings
+    aredis: aioredis.Redis
+    broker: Any
+    store: JobStore
+    shutdown: asyncio.Event
+
+
+def _hook_shutdown_signals(shutdown: asyncio.Event) -> None:
+    """Chain onto the server's SIGTERM/SIGINT handlers so open SSE streams end promptly.
+
+    uvicorn waits up to ``--timeout-graceful-shutdown`` seconds for open
+    responses; SSE streams would hold it for the whole time. Only installed
+    from the main thread when a Python-level handler (uvicorn's) is present.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if not callable(previous):
+            continue
+
+        def handler(signum: int, frame: Any, _prev: Any = previous) -> None:
+            loop.call_soon_threadsafe(shutdown.set)
+            _prev(signum, frame)
+
+        signal.signal(sig, handler)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Create Redis clients and the broker at startup; close them at shutdown.
+
+    Raises:
+        app.settings.SettingsError / ValueError: bad ``ZACHOT_*`` configuration
+            (uvicorn then exits instead of serving).
+    """
+    settings = load_settings()
+    aredis = aioredis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=POLL_SECONDS + 4.0,
+        retry=AsyncRetry(NoBackoff(), retries=1),
+    )
+    broker = build_broker(settings, "api")
+    state = _State(settings, aredis, broker, JobStore(broker.client, settings.job_ttl_seconds), asyncio.Event())
+    _hook_shutdown_signals(state.shutdown)
+    app.state.zachot = state
+    try:
+        yield
+    finally:
+        state.shutdown.set()
+        await aredis.aclose()
+        broker.close()
+        broker.client.close()
+
+
+app = FastAPI(title="zachot", version="1.0", lifespan=lifespan)
+
+
+def _state(request: Request) -> _State:
+    return request.app.state.zachot  # type: ignore[no-any-return]
+
+
+def _error(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": code, "detail": detail})
+
+
+@app.exception_handler(RedisError)
+async def _redis_error(request: Request, exc: RedisError) -> JSONResponse:
+    """Map any Redis failure to 503 ``{"error": "redis_unavailable", "detail": ...}``."""
+    log.warning("%s %s: Redis error: %s", request.method, request.url.path, exc)
+    return _error(503, "redis_unavailable", f"Redis is unavailable: {type(exc).__name__}: {exc}")
+
+
+class JobRequest(BaseModel):
+    """Body of ``POST /jobs``: ``steps`` (int 1..1000), ``step_seconds`` (seconds, 0..3600)."""
+
+    model_config = ConfigDict(extra="forbid")
+    steps: int = Field(ge=1, le=1000, strict=True, description="number of steps")
+    step_seconds: float = Field(ge=0, le=3600, allow_inf_nan=False, strict=True,
+                                description="duration of one step, seconds")
+
+
+class JobCreated(BaseModel):
+    """Response of ``POST /jobs``."""
+
+    id: str
+    status: str
+    events_url: str
+    status_url: str
+
+
+@app.post("/jobs", status_code=202, response_model=JobCreated)
+def create_job(body: JobRequest, request: Request) -> JSONResponse:
+    """Create a job and enqueue it on dramatiq queue ``default``.
+
+    Returns:
+        202 ``{"id", "status": "queued", "events_url", "status_url"}`` with a
+        ``Location`` header; 422 on an invalid body; 503 if Redis is down (a
+        job whose message could not be enqueued is marked failed, best effort).
+    """
+    st = _state(request)
+    job_id = uuid.uuid4().hex
+    st.store.create(job_id, body.steps, body.step_seconds)
+    message: dramatiq.Message[Any] = dramatiq.Message(
+        queue_name=QUEUE_NAME, actor_name=RUN_JOB_ACTOR, args=(),
+        kwargs={"job_id": job_id, "steps": body.steps, "step_seconds": body.step_seconds}, options={},
+    )
+    try:
+        st.broker.enqueue(message)
+    except RedisError:
+        try:
+            st.store.fail(job_id, "could not enqueue the job (Redis unavailable)")
+        except RedisError:
+            pass
+        raise
+    url = f"/jobs/{job_id}"
+    return JSONResponse(
+        status_code=202,
+        headers={"Location": url},
+        content={"id": job_id, "status": "queued", "events_url": f"{url}/events", "status_url": url},
+    )
+
+
+def _not_found(job_id: str) -> JSONResponse:
+    return _error(404, "job_not_found", f"no job with id {job_id[:64]!r} (unknown or expired)")
+
+
+@app.get("/jobs/{job_id}")
+async def get_job(job_id: str, request: Request) -> JSONResponse:
+    """Return 200 with the job's status JSON, or 404 ``{"error": "job_not_found"}``."""
+    if not JOB_ID_RE.match(job_id):
+        return _not_found(job_id)
+    raw = await cast("Awaitable[dict[str, str]]", _state(request).aredis.hgetall(job_key(job_id)))
+    if not raw:
+        return _not_found(job_id)
+    return JSONResponse(job_status_from_hash(raw))
+
+
+@app.get("/jobs/{job_id}/events", response_model=None)
+async def job_events_sse(
+    job_id: str,
+    request: Request,
+    last_event_id: str | None = Query(None, description="resume after this event id"),
+) -> StreamingResponse | JSONResponse:
+    """Stream the job's events as ``text/event-stream`` (see :mod:`app.sse`).
+
+    Returns:
+        200 SSE stream; 404 unknown job; 400 ``{"error": "bad_last_event_id"}``
+        when Last-Event-ID / ``last_event_id`` is not an integer or lies after
+        the job's last event.
+    """
+    if not JOB_ID_RE.match(job_id):
+        return _not_found(job_id)
+    try:
+        after = parse_last_event_id(request.headers.get("last-event-id"), last_event_id)
+    except BadLastEventId as exc:
+        return _error(400, "bad_last_event_id", str(exc))
+    st = _state(request)
+    status, last_seq = await cast("Awaitable[list[str | None]]",
+                                  st.aredis.hmget(job_key(job_id), ["status", "last_seq"]))
+    if status is None:
+        return _not_found(job_id)
+    if after > int(last_seq or 0):
+        return _error(400, "bad_last_event_id",
+                      f"Last-Event-ID {after} is after the job's last event {int(last_seq or 0)}")
+    return StreamingResponse(
+        job_events(st.aredis, job_id, after, st.settings.sse_keepalive_seconds, st.shutdown),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@app.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: always 200 ``{"status": "ok"}`` while the process serves requests."""
+    return {"status": "ok"}
+
+
+@app.get("/readyz", response_model=None)
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: 200 when Redis answers PING within 3 s, else 503 with ``reason``."""
+    try:
+        await asyncio.wait_for(cast("Awaitable[bool]", _state(request).aredis.ping()), READY_TIMEOUT_SECONDS)
+    except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        reason = f"redis unreachable: {type(exc).__name__}: {exc}".rstrip(": ")
+        return JSONResponse(status_code=503, content={"status": "not ready", "reason": reason})
+    return JSONResponse({"status": "ready", "redis": "ok"})

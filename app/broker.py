@@ -1,0 +1,133 @@
+"""Redis clients and the dramatiq RedisBroker used by the worker and the API.
+
+dramatiq facts this module relies on (checked in dramatiq 2.2.1's source):
+
+* ``RedisBroker(heartbeat_timeout=60000 ms, maintenance_chance=1000 per
+  million, dead_message_ttl=7 days)`` are the library defaults; we pass the
+  values from :mod:`app.settings` instead.
+* The worker's ``Worker.stop()`` first emits ``before_worker_shutdown`` and
+  then joins the worker threads for up to ``--worker-shutdown-timeout`` ms;
+  :class:`GracefulStop` turns that signal into a :class:`threading.Event` the
+  job actor polls between (and during) steps, so actors stop cooperatively
+  instead of via the asynchronous exceptions of ``ShutdownNotifications``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from typing import Any
+
+import redis
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import Middleware
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+from app.settings import DRAMATIQ_NAMESPACE, Settings
+
+log = logging.getLogger(__name__)
+
+#: Connect timeout (seconds) of every Redis client the app makes.
+CONNECT_TIMEOUT_SECONDS = 2.0
+#: Socket read/write timeout (seconds) of the synchronous clients; the broker
+#: never issues blocking commands, so this only bounds a hung Redis.
+SOCKET_TIMEOUT_SECONDS = 10.0
+
+
+def make_redis_client(url: str, *, socket_timeout: float = SOCKET_TIMEOUT_SECONDS) -> redis.Redis:
+    """Create a synchronous Redis client with bounded timeouts and few retries.
+
+    Args:
+        url: ``redis://``, ``rediss://`` or ``unix://`` URL (query-string
+            options in the URL override the timeouts given here).
+        socket_timeout: read/write timeout in seconds.
+
+    Returns:
+        A lazily-connecting ``redis.Redis`` (no I/O happens here).
+
+    Raises:
+        ValueError: the URL cannot be parsed (e.g. wrong scheme).
+    """
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=socket_timeout,
+        socket_keepalive=True,
+        health_check_interval=30,
+        retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.1), retries=2),
+    )
+
+
+def broker_id(role: str) -> str:
+    """Return a unique dramatiq broker id for this process.
+
+    Args:
+        role: ``worker`` or ``api``.
+
+    Returns:
+        ``zachot-<role>-<hostname>-<pid>-<12 hex>``: the member name of this
+        process in ``dramatiq:__heartbeats__`` and part of its acks keys, so
+        the healthcheck can tell worker heartbeats from API ones.
+    """
+    host = "".join(c if c.isalnum() or c in "-." else "_" for c in socket.gethostname())
+    return f"zachot-{role}-{host}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+
+class GracefulStop(Middleware):
+    """dramatiq middleware: set :attr:`stop_requested` when the worker begins shutting down.
+
+    The event is set in ``before_worker_shutdown``, i.e. right after the
+    worker process received SIGTERM (or SIGINT/SIGHUP via the parent), before
+    dramatiq waits for the worker threads. It is never cleared: a worker
+    process shuts down only once.
+    """
+
+    def __init__(self) -> None:
+        self.stop_requested = threading.Event()
+
+    def before_worker_shutdown(self, broker: Any, worker: Any) -> None:
+        """Set :attr:`stop_requested` (args are dramatiq's broker and worker; returns None)."""
+        log.info("worker shutdown requested: interrupting running jobs after their current wait")
+        self.stop_requested.set()
+
+
+def build_broker(settings: Settings, role: str) -> RedisBroker:
+    """Create the RedisBroker for ``role`` (``worker`` or ``api``).
+
+    Args:
+        settings: heartbeat timeout, maintenance chance and dead-message TTL
+            come from here (milliseconds / per-million, as dramatiq takes them).
+        role: used in :func:`broker_id`.
+
+    Returns:
+        A RedisBroker with dramatiq's default middleware plus :class:`GracefulStop`.
+
+    Raises:
+        ValueError: ``settings.redis_url`` cannot be parsed.
+    """
+    broker = RedisBroker(  # type: ignore[no-untyped-call]
+        client=make_redis_client(settings.redis_url),
+        namespace=DRAMATIQ_NAMESPACE,
+        heartbeat_timeout=settings.heartbeat_timeout_ms,
+        maintenance_chance=settings.maintenance_chance,
+        dead_message_ttl=settings.dead_message_ttl_ms,
+    )
+    broker.broker_id = broker_id(role)
+    broker.add_middleware(GracefulStop())
+    return broker
+
+
+def graceful_stop_of(broker: RedisBroker) -> GracefulStop:
+    """Return the :class:`GracefulStop` middleware instance of ``broker``.
+
+    Raises:
+        LookupError: the broker was not made by :func:`build_broker`.
+    """
+    for m in broker.middleware:
+        if isinstance(m, GracefulStop):
+            return m
+    raise LookupError("broker has no GracefulStop middleware")

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Redis precheck for the worker unit's ``ExecCondition=``.
+
+Run by path: ``<venv>/bin/python <repo>/app/healthchecks/redis_check.py``.
+Reads ``ZACHOT_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``), sends one
+PING, prints one line and exits with (systemd.service(5), ExecCondition=):
+
+* :data:`EXIT_OK` (0): Redis answered PING -- the start proceeds.
+* :data:`EXIT_SKIP` (1): Redis unreachable (refused, timeout, DNS, loading)
+  -- systemd skips the start without marking the unit failed and without
+  triggering ``Restart=``.
+* :data:`EXIT_BROKEN` (255): the check itself is broken (unparsable
+  ``ZACHOT_REDIS_URL``, wrong credentials, ``redis`` not importable, any
+  unexpected exception) -- systemd marks the unit failed.
+
+Imports only the standard library at module level (``redis`` is imported
+inside :func:`check`), so a broken environment still yields 255, not the
+interpreter's default exit status 1.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from types import FrameType
+from urllib.parse import urlsplit, urlunsplit
+
+EXIT_OK = 0
+EXIT_SKIP = 1
+EXIT_BROKEN = 255
+
+#: TCP connect timeout and socket read timeout of the PING, seconds.
+CONNECT_TIMEOUT_SECONDS = 2.0
+READ_TIMEOUT_SECONDS = 2.0
+#: Hard limit on the whole check (seconds); exceeding it counts as unreachable.
+TOTAL_TIMEOUT_SECONDS = 5.0
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class _Deadline(BaseException):
+    """Raised by the SIGALRM handler when :data:`TOTAL_TIMEOUT_SECONDS` elapse (not an Exception,
+    so no ``except Exception`` on the way can swallow it)."""
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` (str) with any password replaced by ``***``; unparsable URLs are cut to 80 chars."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        user = parts.username or ""
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    except ValueError:
+        return url[:80]
+
+
+def check(url: str) -> tuple[int, str]:
+    """PING Redis at ``url`` once.
+
+    Args:
+        url: Redis URL (``redis://``, ``rediss://`` or ``unix://``).
+
+    Returns:
+        ``(exit_code, line)`` with exit_code one of EXIT_OK / EXIT_SKIP /
+        EXIT_BROKEN. Never raises for Redis or configuration errors.
+    """
+    shown = redact_url(url)
+    try:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.exceptions import (
+            AuthenticationError,
+            AuthorizationError,
+            InvalidResponse,
+            ResponseError,
+        )
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+        from redis.retry import Retry
+    except Exception as exc:  # ImportError, or a broken install
+        return EXIT_BROKEN, f"BROKEN redis: cannot import the redis module: {type(exc).__name__}: {exc}"
+    try:
+        client = redis.Redis.from_url(
+            url,
+            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            socket_timeout=READ_TIMEOUT_SECONDS,
+            retry=Retry(NoBackoff(), 0),
+        )
+    except (ValueError, TypeError) as exc:
+        return EXIT_BROKEN, f"BROKEN redis: bad ZACHOT_REDIS_URL {shown!r}: {exc}"
+    started = time.monotonic()
+    try:
+        client.ping()
+    except (AuthenticationError, AuthorizationError, ResponseError) as exc:
+        return EXIT_BROKEN, (f"BROKEN redis: {shown} rejected the connection "
+                             f"(check password/db in ZACHOT_REDIS_URL): {exc}")
+    except InvalidResponse as exc:
+        return EXIT_BROKEN, f"BROKEN redis: {shown} does not speak the Redis protocol: {exc}"
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        return EXIT_SKIP, f"SKIP redis: {shown} unreachable: {type(exc).__name__}: {exc}"
+    finally:
+        client.close()
+    return EXIT_OK, f"OK redis: {shown} PING {(time.monotonic() - started) * 1000:.1f} ms"
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    raise _Deadline()
+
+
+def main() -> int:
+    """Run the check with a hard deadline, print one line, return the exit code (int)."""
+    url = os.environ.get("ZACHOT_REDIS_URL", "").strip() or DEFAULT_REDIS_URL
+    try:
+        signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, TOTAL_TIMEOUT_SECONDS)
+        try:
+            code, line = check(url)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except _Deadline:
+        code, line = EXIT_SKIP, f"SKIP redis: {redact_url(url)} no answer within {TOTAL_TIMEOUT_SECONDS:g} s"
+    except BaseException as exc:  # noqa: BLE001 - anything else means the check is broken
+        code, line = EXIT_BROKEN, f"BROKEN redis_check: unexpected {type(exc).__name__}: {exc}"
+    print(line, flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except SystemExit:
+        raise
+    except BaseException:  # e.g. stdout closed: still report "broken", not 1
+        os._exit(EXIT_BROKEN)

@@ -1,0 +1,145 @@
+"""A job survives its worker being stopped (SIGTERM) or killed (SIGKILL) mid-job.
+
+Real redis-server, real ``dramatiq app.actors`` subprocesses, real uvicorn;
+the SSE client stays connected across the worker restart and must see every
+event exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from typing import Callable
+
+import httpx
+import pytest
+
+from app.progress import events_key, job_key
+from apptest_support import (
+    FAST_RECOVERY_ENV,
+    Api,
+    ManagedProcess,
+    RedisServer,
+    SyncRedis,
+    parse_sse,
+    wait_until,
+)
+
+pytestmark = pytest.mark.slow  # real redis-server / worker / uvicorn processes
+
+STEPS = 12
+STEP_SECONDS = 0.2
+
+
+class SseCollector(threading.Thread):
+    """Reads a job's SSE stream in the background until the server closes it."""
+
+    def __init__(self, api: Api, job: str) -> None:
+        super().__init__(daemon=True)
+        self.api, self.job = api, job
+        self.events: list[dict[str, str]] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with httpx.Client(base_url=self.api.base_url, timeout=30) as c:
+                with c.stream("GET", f"/jobs/{self.job}/events") as resp:
+                    for ev in parse_sse(resp.iter_lines()):
+                        if "id" in ev:
+                            self.events.append(ev)
+        except BaseException as exc:  # surfaced by the test
+            self.error = exc
+
+
+def start_job(api: Api, steps: int, step_seconds: float) -> str:
+    with api.client() as c:
+        r = c.post("/jobs", json={"steps": steps, "step_seconds": step_seconds})
+    assert r.status_code == 202, r.text
+    return str(r.json()["id"])
+
+
+def steps_done(r: SyncRedis, job: str) -> int:
+    return int(r.hget(job_key(job), "steps_done") or 0)
+
+
+def assert_each_event_once(r: SyncRedis, collector: SseCollector, job: str, steps: int) -> None:
+    collector.join(30)
+    assert not collector.is_alive(), "SSE stream did not close after the final event"
+    assert collector.error is None, collector.error
+    ids = [int(e["id"]) for e in collector.events]
+    assert ids == list(range(1, steps + 2)), ids
+    assert [e["event"] for e in collector.events] == ["progress"] * steps + ["done"]
+    assert [json.loads(e["data"])["step"] for e in collector.events[:-1]] == list(range(1, steps + 1))
+    stored = r.xrange(events_key(job))
+    assert [eid for eid, _ in stored] == [f"0-{i}" for i in range(1, steps + 2)]
+
+
+@pytest.mark.parametrize("target", ["main", "group"])
+def test_sigterm_mid_job_next_worker_resumes_every_event_once(
+    target: str, redis_server: RedisServer, start_worker: Callable[..., ManagedProcess],
+    start_api: Callable[..., Api],
+) -> None:
+    """target=main: systemd KillMode=mixed; target=group: KillMode=control-group (SIGTERM twice)."""
+    r = redis_server.client()
+    api = start_api(ZACHOT_SSE_KEEPALIVE_SECONDS="1")
+    worker1 = start_worker()
+    job = start_job(api, STEPS, STEP_SECONDS)
+    collector = SseCollector(api, job)
+    collector.start()
+    wait_until(lambda: steps_done(r, job) >= 3, 20, "3 steps done by worker 1")
+
+    t0 = time.monotonic()
+    (worker1.signal_main if target == "main" else worker1.signal_group)(signal.SIGTERM)
+    assert worker1.wait(15) == 0, worker1.log()
+    assert time.monotonic() - t0 < 5  # cooperative stop, not dramatiq's 600 s shutdown wait
+    assert "Killing worker process" not in worker1.log()
+    done_at_stop = steps_done(r, job)
+    assert 3 <= done_at_stop < STEPS
+    # the message went back to the queue (not left un-acked with the stopped worker)
+    assert r.hget(job_key(job), "status") == "queued"
+    assert r.keys("dramatiq:__acks__.*") == []
+    assert r.hlen("dramatiq:default.msgs") + r.hlen("dramatiq:default.DQ.msgs") == 1
+
+    worker2 = start_worker()
+    assert_each_event_once(r, collector, job, STEPS)
+    assert f"resuming after step {done_at_stop} of {STEPS}" in worker2.log()
+    status = r.hgetall(job_key(job))
+    assert status["status"] == "done" and status["attempts"] == "2"
+    wait_until(lambda: r.hlen("dramatiq:default.msgs") == 0 and r.llen("dramatiq:default") == 0, 5,
+               "the message to be acked")
+
+
+def test_sigkill_mid_job_is_recovered_after_heartbeat_timeout(
+    redis_server: RedisServer, start_worker: Callable[..., ManagedProcess], start_api: Callable[..., Api],
+) -> None:
+    r = redis_server.client()
+    timeout_s = int(FAST_RECOVERY_ENV["ZACHOT_BROKER_HEARTBEAT_TIMEOUT_MS"]) / 1000
+    api = start_api(ZACHOT_SSE_KEEPALIVE_SECONDS="1")
+    worker1 = start_worker()
+    job = start_job(api, STEPS, STEP_SECONDS)
+    collector = SseCollector(api, job)
+    collector.start()
+    wait_until(lambda: steps_done(r, job) >= 3, 20, "3 steps done by worker 1")
+
+    worker1.signal_group(signal.SIGKILL)
+    worker1.wait(10)
+    done_at_kill = steps_done(r, job)
+    dead_id = r.hget(job_key(job), "worker")
+    assert dead_id and dead_id.startswith("zachot-worker-")
+    # the message is stuck un-acked with the dead worker until its heartbeat is older than the timeout
+    assert r.smembers(f"dramatiq:__acks__.{dead_id}.default")
+    last_beat = float(r.zscore("dramatiq:__heartbeats__", dead_id) or 0) / 1000
+    assert r.hget(job_key(job), "status") == "running"
+
+    start_worker()
+    assert_each_event_once(r, collector, job, STEPS)
+    resumed = json.loads(collector.events[done_at_kill]["data"])  # first step committed by worker 2
+    recovery = resumed["ts"] - STEP_SECONDS - last_beat
+    assert timeout_s - 0.05 <= recovery < timeout_s + 10, recovery
+    assert r.hget(job_key(job), "attempts") == "2"
+    # the ack follows the final commit by a few ms
+    wait_until(lambda: r.keys("dramatiq:__acks__.*") == [] and r.hlen("dramatiq:default.msgs") == 0, 5,
+               "the message to be acked")
+    assert r.zscore("dramatiq:__heartbeats__", dead_id) is None  # maintenance removed the dead worker
