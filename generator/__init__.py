@@ -58,7 +58,8 @@ def build(spec_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> Build:
     loaded = load(spec_dir)
     p = plan(loaded.spec)
     files = render(p, templates_dir)
-    findings = lint(p, files)
+    source = (spec_dir / loaded.spec.project.source).resolve() if loaded.spec.project.source else None
+    findings = lint(p, files, source)
     errors = [loaded.problem(f.path, f.message) for f in findings if f.severity == "error"]
     if errors:
         raise SpecError(errors)

@@ -12,6 +12,7 @@ import graphlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from .planner import Plan, ServiceView
@@ -163,7 +164,31 @@ def _exec_conditions(p: Plan) -> Iterator[Finding]:
                 )
 
 
-def lint(p: Plan, files: dict[str, str]) -> list[Finding]:
-    """Run every rule on the plan and its rendered files; returns findings, errors first."""
+def _module_exists(source: Path, module: str) -> bool:
+    base = source.joinpath(*module.split("."))
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
+
+
+def _programs(p: Plan, source: Path) -> Iterator[Finding]:
+    """The scripts and modules the units run exist in the checkout (renames are caught here)."""
+    for name, hc in p.spec.healthchecks.items():
+        if not (source / hc.script).is_file():
+            yield Finding(("healthchecks", name, "script"), f"{hc.script} does not exist in {source}")
+    for sv in p.services:
+        r = sv.svc.runner
+        module = r.app.split(":")[0] if r.kind == "uvicorn" else r.module
+        field = "app" if r.kind == "uvicorn" else "module"
+        if not _module_exists(source, module):
+            yield Finding(("services", sv.name, "runner", field), f"module {module} does not exist in {source}")
+
+
+def lint(p: Plan, files: dict[str, str], source: Path | None = None) -> list[Finding]:
+    """Run every rule on the plan and its rendered files; returns findings, errors first.
+
+    ``source`` is the local checkout of the app (``project.source`` resolved); when given,
+    the programs the units and healthchecks name must exist in it.
+    """
     found = [*_logs(p, files), *_start_limits(p), *_cycles(p), *_stop_timeouts(p), *_exec_conditions(p)]
+    if source is not None:
+        found += _programs(p, source)
     return sorted(found, key=lambda f: f.severity != "error")

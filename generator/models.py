@@ -130,6 +130,9 @@ class Project(_Model):
     """Checkout of the application repository (WorkingDirectory=)."""
     repo_url: Text
     """Where the code lives; the docs tell to restore it from here instead of backing it up."""
+    source: str | None = None
+    """This spec's own checkout of that code, relative to the spec folder (e.g. `..`): when set,
+    lint checks that every healthcheck script and runner module the units name exists there."""
     logs_dir: AbsPath
     """Folder of the services' log files, owned by `user`:`group`."""
     logs_dir_mode: Mode = "0750"

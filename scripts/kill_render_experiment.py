@@ -40,8 +40,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         spec_a, spec_b = work / "a" / "spec", work / "b" / "spec"
-        shutil.copytree(REPO / "spec", spec_a)
-        shutil.copytree(REPO / "spec", spec_b)
+        for spec in (spec_a, spec_b):
+            shutil.copytree(REPO / "spec", spec)
+            project = spec / "project.yaml"
+            project.write_text(project.read_text().replace("  source: ..\n", f"  source: {REPO}\n"))
         svc = spec_b / "services.yaml"
         svc.write_text(svc.read_text().replace("delay_sec: 5\n", "delay_sec: 6\n", 1))
         trees = {name: {k: v.encode() for k, v in build_files(s).items()} for name, s in (("A", spec_a), ("B", spec_b))}

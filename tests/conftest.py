@@ -14,4 +14,6 @@ def zachot_spec(tmp_path: Path) -> Path:
     """A private copy of the repo's spec/ folder (tmp_path/spec)."""
     dst = tmp_path / "spec"
     shutil.copytree(REPO / "spec", dst)
+    project = dst / "project.yaml"
+    project.write_text(project.read_text().replace("  source: ..\n", f"  source: {REPO}\n"))  # the app stays here
     return dst
