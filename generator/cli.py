@@ -10,6 +10,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 
 from . import check as check_tree
@@ -23,30 +26,16 @@ __all__ = ["main"]
 
 EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
 
-_spec_opt = click.option(
-    "--spec",
-    "spec_dir",
-    type=click.Path(path_type=Path),
-    default=Path("spec"),
-    show_default=True,
-    help="Folder of spec YAML files.",
-)
-_build_opt = click.option(
-    "--build",
-    "build_dir",
-    type=click.Path(path_type=Path),
-    default=Path("build"),
-    show_default=True,
-    help="The deploy tree to write or check.",
-)
-_templates_opt = click.option(
-    "--templates",
-    "templates_dir",
-    type=click.Path(path_type=Path),
-    default=TEMPLATES_DIR,
-    show_default=False,
-    help="Templates folder (default: the repo's).",
-)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _path_option(flag: str, dest: str, default: Path, help: str) -> Callable[[F], F]:
+    return click.option(flag, dest, type=click.Path(path_type=Path), default=default, show_default=True, help=help)
+
+
+_spec_opt = _path_option("--spec", "spec_dir", Path("spec"), "Folder of spec YAML files.")
+_build_opt = _path_option("--build", "build_dir", Path("build"), "The deploy tree to write or check.")
+_templates_opt = _path_option("--templates", "templates_dir", TEMPLATES_DIR, "Templates folder.")
 
 
 def _fail(exc: GeneratorError) -> None:
