@@ -8,9 +8,8 @@ command line, or a missing tool.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
