@@ -5,7 +5,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 
-.PHONY: render test check validate venv clean
+.PHONY: render test check validate lint venv clean
 
 $(BIN)/zachot-gen: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,19 @@ render: venv
 check: venv
 	$(BIN)/zachot-gen check
 
+validate: venv
+	$(BIN)/zachot-gen validate
+
+lint: venv
+	$(BIN)/ruff check generator app tests scripts
+	$(BIN)/mypy
+
 test: venv
 	./scripts/install-system-deps.sh
 	$(BIN)/zachot-gen check
+	$(BIN)/zachot-gen validate
+	$(BIN)/ruff check generator app tests scripts
+	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 clean:

@@ -9,9 +9,11 @@ declares :func:`run_job` on queue ``default``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import dramatiq
 import redis
@@ -102,7 +104,7 @@ def _run_steps(job_id: str, steps: int, step_seconds: float) -> None:
         if stop_requested.wait(step_seconds):
             log.info("job %s: interrupted during step %d (steps 1..%d are saved)", job_id, step, done)
             raise JobInterrupted(job_id)
-        done = _redis_call(job_id, lambda: store.commit_step(job_id, step, steps, result))
+        done = _redis_call(job_id, functools.partial(store.commit_step, job_id, step, steps, result))
         if done < 0:
             log.warning("job %s: %s while committing step %d; stopping", job_id,
                         "job gone" if done == -1 else "job already finished", step)

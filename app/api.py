@@ -14,9 +14,10 @@ import logging
 import signal
 import threading
 import uuid
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, cast
+from typing import Any, cast
 
 import dramatiq
 import redis.asyncio as aioredis
@@ -226,7 +227,7 @@ async def readyz(request: Request) -> JSONResponse:
     """Readiness: 200 when Redis answers PING within 3 s, else 503 with ``reason``."""
     try:
         await asyncio.wait_for(cast("Awaitable[bool]", _state(request).aredis.ping()), READY_TIMEOUT_SECONDS)
-    except (RedisError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, RedisError, OSError) as exc:
         reason = f"redis unreachable: {type(exc).__name__}: {exc}".rstrip(": ")
         return JSONResponse(status_code=503, content={"status": "not ready", "reason": reason})
     return JSONResponse({"status": "ready", "redis": "ok"})

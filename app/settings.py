@@ -7,8 +7,8 @@ configurable: it is always :data:`QUEUE_NAME` (``default``).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 #: The one dramatiq queue the app uses (fixed by the deployment contract).
 QUEUE_NAME = "default"

@@ -21,8 +21,9 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
-from typing import Any, Callable, cast
+from typing import Any, cast
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ import asyncio
 import logging
 import re
 import time
-from typing import AsyncIterator, Awaitable, cast
+from collections.abc import AsyncIterator, Awaitable
+from typing import cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError

@@ -25,9 +25,10 @@ import pwd
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, Callable
+from typing import Any
 
 EXIT_OK = 0
 EXIT_DEGRADED = 1
@@ -216,7 +217,7 @@ def check_queue(client: Any, heartbeat_timeout_ms: int, now_ms: float | None = N
         return CheckResult("queue_default", False, f"cannot read keys: {type(exc).__name__}: {exc}", EXIT_DOWN)
     n = len(EXPECTED_TYPES)
     errors = [r for r in res if isinstance(r, Exception)]
-    types = {k: (t.decode() if isinstance(t, bytes) else str(t)) for k, t in zip(EXPECTED_TYPES, res[:n])}
+    types = {k: (t.decode() if isinstance(t, bytes) else str(t)) for k, t in zip(EXPECTED_TYPES, res[:n], strict=True)}
     wrong = [f"{k} is {t}, expected {EXPECTED_TYPES[k]}" for k, t in types.items()
              if t not in ("none", EXPECTED_TYPES[k])]
     if errors or wrong:

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import shutil
 import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
-
 from apptest_support import (
     INSTALL_HINT,
     PYTHON,

@@ -7,16 +7,16 @@ import re
 import signal
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import dramatiq
 import httpx
 import pytest
+from apptest_support import Api, ManagedProcess, RedisServer, parse_sse, wait_until
 
 from app.broker import build_broker
 from app.progress import JobStore
 from app.settings import load_settings
-from apptest_support import Api, ManagedProcess, RedisServer, parse_sse, wait_until
 
 pytestmark = pytest.mark.slow  # real redis-server / worker / uvicorn processes
 

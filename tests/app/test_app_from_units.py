@@ -14,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from apptest_support import VENV_BIN, Api, ProcessManager, RedisServer, app_env, free_port, wait_until, worker_ids
 from test_app_api import check_sequence, create_job, read_events
 

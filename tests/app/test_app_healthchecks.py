@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
+from apptest_support import PYTHON, REPO_ROOT, ManagedProcess, RedisServer, SilentServer, clean_env
 
 from app.healthchecks import redis_check, worker_healthcheck
-from apptest_support import PYTHON, REPO_ROOT, ManagedProcess, RedisServer, SilentServer, clean_env
 
 pytestmark = pytest.mark.slow  # real redis-server / worker / uvicorn processes
 

@@ -8,14 +8,12 @@ from typing import Any
 
 import pytest
 import redis
+from apptest_support import RedisServer, SyncRedis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.broker import make_redis_client
 from app.progress import JobStore, events_key, job_key
-
-from apptest_support import RedisServer, SyncRedis
-
 
 pytestmark = pytest.mark.slow  # a real redis-server
 

@@ -11,12 +11,10 @@ import json
 import signal
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import httpx
 import pytest
-
-from app.progress import events_key, job_key
 from apptest_support import (
     FAST_RECOVERY_ENV,
     Api,
@@ -26,6 +24,8 @@ from apptest_support import (
     parse_sse,
     wait_until,
 )
+
+from app.progress import events_key, job_key
 
 pytestmark = pytest.mark.slow  # real redis-server / worker / uvicorn processes
 
