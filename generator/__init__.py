@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .environment import TEMPLATES_DIR
 from .errors import GeneratorError, OutputError, Problem, SpecError, TemplateError
+from .layout import MANIFEST
 from .lint import lint
 from .loader import load, load_spec
 from .models import Spec
@@ -78,7 +79,7 @@ def render_to(spec_dir: Path, build_dir: Path, templates_dir: Path = TEMPLATES_D
     Raises :class:`GeneratorError` subclasses; on any error ``build_dir`` is left as it was.
     """
     result = build(spec_dir, templates_dir)
-    write(build_dir, result.files)
+    write(build_dir, result.files, marker=MANIFEST)
     return result
 
 

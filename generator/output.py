@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import difflib
+import fcntl
 import os
 import shutil
 import stat
@@ -62,25 +63,52 @@ def _fill(tmp: Path, files: dict[str, str], modes: dict[str, int]) -> None:
         os.chmod(target, modes.get(rel, 0o644))
 
 
-def write(build_dir: Path, files: dict[str, str], modes: dict[str, int] | None = None) -> None:
+def _check_target(build_dir: Path, marker: str | None) -> None:
+    if build_dir.is_symlink() or (build_dir.exists() and not build_dir.is_dir()):
+        raise OutputError(f"{build_dir} exists and is not a plain directory; refusing to replace it")
+    if marker and build_dir.is_dir() and any(build_dir.iterdir()) and not (build_dir / marker).is_file():
+        raise OutputError(
+            f"{build_dir} is not empty and holds no {marker}, so it is not a tree zachot-gen wrote; "
+            "refusing to replace it (render replaces the whole folder)"
+        )
+
+
+def write(
+    build_dir: Path, files: dict[str, str], modes: dict[str, int] | None = None, marker: str | None = None
+) -> None:
     """Replace ``build_dir`` with exactly ``files`` (``{relative path: text}``), atomically.
 
-    ``modes`` gives a file's permission bits (default 0o644). Relative paths must stay
-    inside the tree. Raises :class:`OutputError` when ``build_dir`` exists and is not a
-    directory (or is a symlink), or a path would escape the tree.
+    ``modes`` gives a file's permission bits (default 0o644). ``marker`` names a file every
+    tree this function writes holds: an existing non-empty ``build_dir`` without it is not
+    replaced. Concurrent calls for the same folder are serialised with flock(2) on the
+    parent folder. Raises :class:`OutputError` when ``build_dir`` is a symlink, a file, or a
+    foreign folder, a path would escape the tree, or the disk refuses (read-only, full).
     """
     for rel in files:
         parts = Path(rel).parts
         if not rel or Path(rel).is_absolute() or ".." in parts or any(p.startswith(".") for p in parts):
             raise OutputError(f"refusing to write {rel!r}: outside build/ or hidden")
-    if build_dir.is_symlink() or (build_dir.exists() and not build_dir.is_dir()):
-        raise OutputError(f"{build_dir} exists and is not a plain directory; refusing to replace it")
-    parent = build_dir.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
+    _check_target(build_dir, marker)
+    try:
+        parent = build_dir.resolve().parent
+        parent.mkdir(parents=True, exist_ok=True)
+        lock = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            _check_target(build_dir, marker)
+            _swap_in(build_dir, parent, files, modes or {})
+        finally:
+            os.close(lock)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise OutputError(f"cannot write {build_dir}: {exc.strerror or exc}{where}") from None
+
+
+def _swap_in(build_dir: Path, parent: Path, files: dict[str, str], modes: dict[str, int]) -> None:
     _sweep(parent, build_dir.name)
     tmp = Path(tempfile.mkdtemp(prefix=f".{build_dir.name}.new-", dir=parent))
     try:
-        _fill(tmp, files, modes or {})
+        _fill(tmp, files, modes)
         os.chmod(tmp, 0o755)
         if not build_dir.exists():
             os.rename(tmp, build_dir)
@@ -132,6 +160,8 @@ def diff(build_dir: Path, files: dict[str, str]) -> Drift:
     unified diff (difflib) for each changed and missing file. A symlink or other
     non-regular file where a file is expected counts as changed.
     """
+    if build_dir.is_symlink() or (build_dir.exists() and not build_dir.is_dir()):
+        raise OutputError(f"{build_dir} exists and is not a plain directory")
     disk = read_tree(build_dir)
     drift = Drift()
     for rel in sorted(files):
@@ -148,7 +178,7 @@ def diff(build_dir: Path, files: dict[str, str]) -> Drift:
             difflib.unified_diff(
                 old,
                 files[rel].splitlines(keepends=True),
-                fromfile=f"build/{rel}" if rel in disk else "/dev/null",
+                fromfile=f"{build_dir}/{rel}" if rel in disk else "/dev/null",
                 tofile=f"rendered/{rel}",
             )
         )

@@ -278,8 +278,7 @@ def _backup_paths(p: Plan) -> dict[str, list[str]]:
         "logs": [path for s in p.services for path in (s.stdout_path, s.stderr_path)],
     }
     return {
-        name: list(t.paths) if t.covers == "paths" else derived[t.covers]
-        for name, t in p.spec.backup.targets.items()
+        name: list(t.paths) if t.covers == "paths" else derived[t.covers] for name, t in p.spec.backup.targets.items()
     }
 
 

@@ -137,3 +137,41 @@ def test_copy_of_build_checks_clean_anywhere(tmp_path: Path) -> None:
     assert not check(REPO / "spec", copy)
     for text in build_files(REPO / "spec").values():
         assert str(REPO) not in text
+
+
+def test_render_refuses_to_replace_a_foreign_folder(tmp_path: Path) -> None:
+    precious = tmp_path / "mine"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep\n")
+    result = run_cli("render", "--spec", REPO / "spec", "--build", precious)
+    assert result.returncode == 2
+    assert "is not a tree zachot-gen wrote" in result.stderr
+    assert (precious / "notes.txt").read_text() == "keep\n"
+
+
+def test_disk_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        result = run_cli("render", "--spec", REPO / "spec", "--build", ro / "sub" / "build")
+    finally:
+        ro.chmod(0o755)
+    if os.geteuid() == 0:  # root ignores the mode: use a read-only mount point instead
+        result = run_cli("render", "--spec", REPO / "spec", "--build", "/proc/zachot-build")
+    assert result.returncode == 2, result.stderr
+    assert "zachot-gen: error: cannot write" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_concurrent_renders_into_one_folder_all_succeed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    build = tmp_path / "build"
+    cmd = [sys.executable, "-c", "from generator.cli import main; main()", "render", "--spec", str(REPO / "spec"),
+           "--build", str(build)]
+    procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
+    assert all(rc == 0 for rc, _ in results), results
+    assert not check(REPO / "spec", build)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["build"]
