@@ -37,11 +37,12 @@ _build_opt = _path_option("--build", "build_dir", Path("build"), "The deploy tre
 _templates_opt = _path_option("--templates", "templates_dir", TEMPLATES_DIR, "Templates folder.")
 
 
-def _fail(exc: GeneratorError) -> None:
+def _fail(exc: GeneratorError, wrote: bool = False) -> None:
     if isinstance(exc, SpecError):
         for problem in exc.problems:
             click.echo(str(problem), err=True)
-        click.echo(f"zachot-gen: {len(exc.problems)} error(s) in the spec; nothing written", err=True)
+        tail = "; nothing written" if wrote else ""
+        click.echo(f"zachot-gen: {len(exc.problems)} error(s) in the spec{tail}", err=True)
     else:
         click.echo(f"zachot-gen: error: {exc}", err=True)
     sys.exit(EXIT_ERROR)
@@ -53,8 +54,13 @@ def _warn(warnings: list[Problem]) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="zachot-gen")
 def main() -> None:
-    """Render and check the zachot deploy tree from spec/."""
+    """Render, check and validate the zachot deploy tree from spec/.
+
+    Exit codes: 0 ok; 1 build/ out of date (check) or a real tool found a problem
+    (validate); 2 a spec, lint or template error, a usage error, or a missing tool.
+    """
 
 
 @main.command()
@@ -62,11 +68,15 @@ def main() -> None:
 @_build_opt
 @_templates_opt
 def render(spec_dir: Path, build_dir: Path, templates_dir: Path) -> None:
-    """Render spec/ into build/, replacing it atomically."""
+    """Render spec/ into build/ (replaces the whole folder atomically).
+
+    The folder must be empty, absent, or a tree zachot-gen wrote (it holds manifest.tsv).
+    Exit 0 written, 2 on a spec/lint/template error (nothing written).
+    """
     try:
         result = render_to(spec_dir, build_dir, templates_dir)
     except GeneratorError as exc:
-        _fail(exc)
+        _fail(exc, wrote=True)
     _warn(result.warnings)
     click.echo(f"zachot-gen: wrote {len(result.files)} files to {build_dir}/")
 
@@ -76,7 +86,10 @@ def render(spec_dir: Path, build_dir: Path, templates_dir: Path) -> None:
 @_build_opt
 @_templates_opt
 def check(spec_dir: Path, build_dir: Path, templates_dir: Path) -> None:
-    """Exit 0 if build/ matches spec/, 1 (with diffs) if not, 2 on a spec error."""
+    """Compare build/ with a fresh render of spec/ (writes nothing).
+
+    Exit 0 identical, 1 changed/missing/stale files (with unified diffs), 2 on a spec error.
+    """
     try:
         drift = check_tree(spec_dir, build_dir, templates_dir)
     except GeneratorError as exc:
@@ -97,9 +110,11 @@ def check(spec_dir: Path, build_dir: Path, templates_dir: Path) -> None:
 @_spec_opt
 @_templates_opt
 def validate(spec_dir: Path, templates_dir: Path) -> None:
-    """Run systemd-analyze verify/security, logrotate -d and a sandboxed rotation on the render.
+    """Run the real tools on a fresh render (build/ is not read).
 
-    Exit 0 when every tool agrees, 1 when one reports a problem, 2 on a spec error or a missing tool.
+    systemd-analyze verify and security --offline=true, logrotate -d, and logrotate -f on
+    simulated days in a sandbox. Exit 0 when every tool agrees, 1 when one reports a
+    problem, 2 on a spec error or a missing tool.
     """
     try:
         report = validate_tree(spec_dir, templates_dir)

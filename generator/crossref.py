@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from . import layout
 from .hardening import PRESET_NAMES
 from .models import Hardening, Spec
 
@@ -52,6 +53,9 @@ def _services(spec: Spec) -> Iterator[Found]:
                     (*base, "exec_condition"),
                     f"healthcheck '{svc.exec_condition}' has role '{hc.role}', not 'exec_condition'",
                 )
+    for hc_name, hc in spec.healthchecks.items():
+        if hc.every_sec:
+            seen_units[layout.healthcheck_unit(spec.project.name, hc_name)] = f"the timer of healthchecks.{hc_name}"
     for section, table in (("services", spec.services), ("external_units", spec.external_units)):
         for name, item in table.items():
             if item.unit in seen_units:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import string
 from collections.abc import Mapping
+from pathlib import PurePosixPath
 
 from . import layout
 from .models import Spec
 
-__all__ = ["FactTemplate", "facts_of", "healthcheck_argv", "placeholders"]
+__all__ = ["FactTemplate", "enable_units", "facts_of", "healthcheck_argv", "healthcheck_run", "placeholders"]
 
 
 class FactTemplate(string.Template):
@@ -41,13 +42,31 @@ def healthcheck_argv(spec: Spec, name: str) -> list[str]:
     return [f"{spec.project.venv}/bin/python", f"{spec.project.repo}/{spec.healthchecks[name].script}"]
 
 
+def healthcheck_run(spec: Spec, name: str) -> list[str]:
+    """The words of a command that runs healthcheck ``name`` as the service would: as the
+    service user, with the env file loaded, and returns its exit code (systemd-run(1)
+    ``--wait --pipe``). Run as root."""
+    p = spec.project
+    props = [f"User={p.user}", f"Group={p.group}", f"EnvironmentFile={p.env_file}"]
+    return ["systemd-run", "--quiet", "--wait", "--pipe", *(w for prop in props for w in ("-p", prop)),
+            *healthcheck_argv(spec, name)]
+
+
+def enable_units(spec: Spec) -> list[str]:
+    """Units to ``systemctl enable --now`` after install: the services, then the healthcheck timers."""
+    timers = [f"{layout.healthcheck_unit(spec.project.name, n)}.timer" for n, h in spec.healthchecks.items() if h.every_sec]
+    return [f"{s.unit}.service" for s in spec.services.values()] + timers
+
+
 def facts_of(spec: Spec) -> Mapping[str, str]:
     """Every ``${name}`` a spec may quote, with its value.
 
     Input: a validated spec. Output: a name -> text mapping: project paths (``env_file``,
     ``venv``, ``python``, ``repo``, ``logs_dir``, ...), per service ``<name>.unit``,
-    ``<name>.unit_path``, ``<name>.stdout``, ``<name>.stderr``, ``<name>.logrotate``;
-    per external unit ``<name>.unit``; per healthcheck ``<name>.command``.
+    ``<name>.unit_path``, ``<name>.stdout``, ``<name>.stderr``, ``<name>.logrotate``,
+    ``<name>.rotate``; per external unit ``<name>.unit``; per healthcheck ``<name>.command``
+    (the bare command) and ``<name>.run`` (as the service user with the env file, via
+    systemd-run); ``enable_units``, ``env_dir``.
     """
     p = spec.project
     out: dict[str, str] = {
@@ -63,6 +82,8 @@ def facts_of(spec: Spec) -> Mapping[str, str]:
         "logs_dir": p.logs_dir,
         "tmpfiles": layout.tmpfiles_path(p.name),
         "sysusers": layout.sysusers_path(p.name),
+        "enable_units": " ".join(enable_units(spec)),
+        "env_dir": str(PurePosixPath(p.env_file).parent),
     }
     for name, svc in spec.services.items():
         out[f"{name}.unit"] = f"{svc.unit}.service"
@@ -70,8 +91,11 @@ def facts_of(spec: Spec) -> Mapping[str, str]:
         out[f"{name}.stdout"] = f"{p.logs_dir}/{svc.logs.stdout}"
         out[f"{name}.stderr"] = f"{p.logs_dir}/{svc.logs.stderr}"
         out[f"{name}.logrotate"] = layout.logrotate_path(svc.unit)
+        if svc.logs.policy in spec.log_policies:
+            out[f"{name}.rotate"] = str(spec.log_policies[svc.logs.policy].rotate)
     for name, ext in spec.external_units.items():
         out[f"{name}.unit"] = f"{ext.unit}.service"
     for name in spec.healthchecks:
         out[f"{name}.command"] = " ".join(healthcheck_argv(spec, name))
+        out[f"{name}.run"] = " ".join(healthcheck_run(spec, name))
     return out

@@ -36,6 +36,12 @@ def unit_path(unit: str, suffix: str = "service") -> str:
     return str(PurePosixPath("/etc/systemd/system") / f"{unit}.{suffix}")
 
 
+def healthcheck_unit(project: str, healthcheck: str) -> str:
+    """Name (no suffix) of the oneshot service and timer running a monitor healthcheck,
+    e.g. ``zachot-worker-healthcheck`` for ``worker_healthcheck``."""
+    return f"{project}-{healthcheck.replace('_', '-')}"
+
+
 def logrotate_path(unit: str) -> str:
     """Server path of a service's logrotate file: /etc/logrotate.d/<unit> (logrotate(8), `include`)."""
     return str(PurePosixPath("/etc/logrotate.d") / unit)

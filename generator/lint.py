@@ -96,7 +96,7 @@ def _start_limits(p: Plan) -> Iterator[Finding]:
                     f"a crash loop hits the start limit after ≈{loop:g} s ({r.start_limit_burst} starts "
                     f"{r.delay_sec:g} s apart within StartLimitIntervalSec={r.start_limit_interval_sec}), "
                     f"before ride_out_sec={r.ride_out_sec}: the unit would stay failed after an outage it must "
-                    "survive; raise delay_sec or lower start_limit_burst"
+                    "survive; raise delay_sec or start_limit_burst (or lower ride_out_sec)"
                 ),
             )
         if loop is None and r.policy != "no":

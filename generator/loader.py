@@ -109,6 +109,8 @@ def _message(err: dict[str, Any], data: Any, path: Path_) -> str:
         close = difflib.get_close_matches(str(path[-1]), known, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else (f" (allowed: {', '.join(known)})" if known else "")
         return f"unknown field '{path[-1]}'{hint}"
+    if kind == "missing" and len(path) == 1:
+        return f"missing required section '{path[0]}': no spec file defines it"
     if kind == "missing":
         return f"missing required field '{path[-1]}'"
     if kind in {"value_error", "assertion_error"} and "ctx" in err:

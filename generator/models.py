@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 __all__ = [
     "AbsPath",
@@ -77,9 +77,29 @@ def _clean_path(value: str) -> str:
     return value
 
 
+def _unit_text(value: str) -> str:
+    if re.search(r"[\x00-\x1f\x7f]", value):
+        raise ValueError("lands in a unit file: must be one line without control characters (newline, tab)")
+    if value.endswith("\\"):
+        raise ValueError("lands in a unit file: a trailing backslash would join the next line")
+    return value
+
+
+def _not_root(value: str) -> str:
+    if value == "root":
+        raise ValueError("the services must not run as root; name a system user (sysusers.d creates it)")
+    return value
+
+
 def _file_name(value: str) -> str:
     if "/" in value or value in {".", ".."} or value.startswith(".") or not _PATH_CHARS.match(value):
         raise ValueError("must be a plain, non-hidden file name (no '/', no leading '.')")
+    return value
+
+
+def _mode_not_number(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(f"write the mode quoted, e.g. \"0640\": YAML reads 0640 unquoted as the number {value}")
     return value
 
 
@@ -93,15 +113,29 @@ AbsPath = Annotated[str, AfterValidator(_abs_path)]
 """An absolute, normalised path that needs no quoting in any artifact."""
 RelPath = Annotated[str, AfterValidator(_rel_path)]
 FileName = Annotated[str, AfterValidator(_file_name)]
-Mode = Annotated[str, AfterValidator(_octal_mode)]
+Mode = Annotated[str, BeforeValidator(_mode_not_number), AfterValidator(_octal_mode)]
 Name = Annotated[str, Field(pattern=_NAME)]
 UserName = Annotated[str, Field(pattern=_USER)]
 Text = Annotated[str, Field(min_length=1)]
+UnitText = Annotated[str, Field(min_length=1), AfterValidator(_unit_text)]
+"""Free text written into a unit file (Description=, Environment= values): one line."""
+ServiceUser = Annotated[str, Field(pattern=_USER), AfterValidator(_not_root)]
 Seconds = Annotated[float, Field(gt=0, le=86400 * 7)]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class EnvVar(_Model):
+    """A variable of the env file; the docs list it, the file itself is never generated."""
+
+    description: Text
+    example: Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$")]
+    """A value shown in the docs (never a real secret)."""
+    required: bool = False
+    secret: bool = False
+    """Secret values are shown as `<secret>` in the docs."""
 
 
 class Project(_Model):
@@ -113,9 +147,9 @@ class Project(_Model):
     """Human name used in the docs' headings."""
     language: Literal["ru", "en"]
     """Language of the generated docs: labels come from templates/i18n/<language>.yaml."""
-    user: UserName
-    """System user the services run as (User=)."""
-    group: UserName
+    user: ServiceUser
+    """System user the services run as (User=); not root."""
+    group: ServiceUser
     """Primary group of that user (Group=)."""
     root: AbsPath
     """Root folder of the installation, e.g. /opt/zachot."""
@@ -123,6 +157,8 @@ class Project(_Model):
     """The Python virtualenv the services run from; its bin/ holds python, uvicorn, dramatiq."""
     env_file: AbsPath
     """The environment file every unit loads (EnvironmentFile=); holds secrets, never generated."""
+    env_vars: dict[Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")], EnvVar] = {}
+    """What the env file holds, for the docs and the install runbook."""
     env_file_mode: Mode = "0640"
     """Mode of the env file (owner root, group `group`): the manager reads it as root;
     the group lets a manual healthcheck run read it."""
@@ -224,7 +260,7 @@ class Watchdog(_Model):
 class HardeningException(_Model):
     """A relaxation of one preset directive, with the reason it is needed."""
 
-    value: str
+    value: Annotated[str, AfterValidator(_unit_text)]
     """The value used instead of the preset's; empty to leave the directive out."""
     reason: Text
     """Why the preset value breaks this service; shown in the docs."""
@@ -247,7 +283,7 @@ class Service(_Model):
 
     title: Text
     """Display name in the docs (API, Worker)."""
-    description: Text
+    description: UnitText
     """Description= of the unit."""
     unit: Name
     """Unit name without `.service`."""
@@ -264,7 +300,7 @@ class Service(_Model):
     exec_condition: Name | None = None
     """A healthcheck with role `exec_condition` run as ExecCondition= before every start."""
     logs: Logs
-    environment: dict[Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")], str] = {}
+    environment: dict[Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")], Annotated[str, AfterValidator(_unit_text)]] = {}
     """Non-secret Environment= variables; secrets belong in the env file."""
     in_memory_state: list[Text] = []
     """What lives only in this process's memory and is lost on every restart."""
@@ -335,7 +371,7 @@ class NotChecked(_Model):
 class Healthcheck(_Model):
     """A healthcheck program of the app and how it is wired into systemd."""
 
-    title: Text
+    title: UnitText
     script: RelPath
     """Path of the script inside the repo checkout; run with the venv's python."""
     service: Name

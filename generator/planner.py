@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import layout
-from .facts import healthcheck_argv
+from .facts import enable_units, healthcheck_argv, healthcheck_run
 from .hardening import Directive, hardening_for
 from .models import ExternalUnit, Healthcheck, LogPolicy, Restart, Scenario, Service, Spec, Stop
 from .semantics import AutoAction, auto_action, crash_loop_seconds
@@ -72,6 +72,8 @@ class HealthcheckView:
     name: str
     hc: Healthcheck
     command: list[str]
+    run: list[str]
+    """``command`` as the service would run it (systemd-run as the user, with the env file)."""
     script_path: str
     timer_unit: str | None
     hardening: list[Directive]
@@ -149,11 +151,12 @@ def _exec_start(spec: Spec, svc: Service) -> list[str]:
 
 def _healthcheck_view(spec: Spec, name: str) -> HealthcheckView:
     hc = spec.healthchecks[name]
-    timer = f"{spec.project.name}-{name.replace('_', '-')}" if hc.every_sec else None
+    timer = layout.healthcheck_unit(spec.project.name, name) if hc.every_sec else None
     return HealthcheckView(
         name,
         hc,
         healthcheck_argv(spec, name),
+        healthcheck_run(spec, name),
         f"{spec.project.repo}/{hc.script}",
         timer,
         hardening_for(hc.hardening, hc.hardening.writable_paths),
@@ -295,5 +298,5 @@ def plan(spec: Spec) -> Plan:
     p = Plan(spec, services, list(hcs.values()), units, _scenarios(spec, units, hcs))
     p.artifacts = _artifacts(p)
     p.backup_paths = _backup_paths(p)
-    p.enable_units = [s.unit_file for s in services] + [f"{h.timer_unit}.timer" for h in p.healthchecks if h.timer_unit]
+    p.enable_units = enable_units(spec)
     return p

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jinja2
@@ -61,6 +61,7 @@ def _shared_context(p: Plan, templates_dir: Path) -> dict[str, Any]:
         "tmpfiles_path": layout.tmpfiles_path(name),
         "sysusers_path": layout.sysusers_path(name),
         "manifest_name": layout.MANIFEST,
+        "env_dir": str(PurePosixPath(p.spec.project.env_file).parent),
         "condition_outcome": condition_outcome,
         "preset": PRESET,
         "exceptions_text": _exceptions_text,

@@ -133,9 +133,15 @@ def _read_one(path: Path, display: str, problems: list[Problem]) -> tuple[dict[s
         if size > MAX_FILE_BYTES:
             problems.append(Problem(start, "", f"file is {size} bytes; spec files are limited to {MAX_FILE_BYTES}"))
             return None
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(Problem(start, "", f"cannot read spec file: {exc}"))
+        data = path.read_bytes()
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line, col = before.count(b"\n") + 1, exc.start - (before.rfind(b"\n") + 1) + 1
+        problems.append(Problem(Location(display, line, col), "", "not UTF-8 text (save the file as UTF-8)"))
+        return None
+    except OSError as exc:
+        problems.append(Problem(start, "", f"cannot read spec file: {exc.strerror or exc}"))
         return None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -208,7 +214,12 @@ def read_spec_dir(spec_dir: Path) -> SpecSource:
     """
     if not spec_dir.is_dir():
         raise SpecError([Problem(Location(str(spec_dir), 1, 1), "", "spec folder not found")])
-    files = sorted(p for p in spec_dir.iterdir() if p.suffix in {".yaml", ".yml"} and p.is_file())
+    entries = sorted(p for p in spec_dir.iterdir() if p.suffix in {".yaml", ".yml"})
+    odd = [p for p in entries if not p.is_file()]
+    if odd:
+        raise SpecError([Problem(Location(str(p.relative_to(spec_dir.parent)), 1, 1), "",
+                                 "not a regular file (a folder or a dangling link?)") for p in odd])
+    files = entries
     if not files:
         raise SpecError([Problem(Location(str(spec_dir), 1, 1), "", "no *.yaml files in the spec folder")])
     return read_spec_files(files, base=spec_dir.parent)

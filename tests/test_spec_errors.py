@@ -230,3 +230,35 @@ def test_very_large_file_is_refused_quickly(tmp_path: Path) -> None:
     spec = _spec_with(tmp_path, BASE + "# " + "x" * (2 * 1024 * 1024) + "\n")
     with pytest.raises(SpecError, match=r"spec/spec.yaml:1:1: file is \d+ bytes; spec files are limited to 1048576"):
         load_spec(spec)
+
+
+def test_unit_name_clashing_with_a_generated_timer_is_refused(tmp_path: Path) -> None:
+    text = (SPEC_CASES["worker_split_group"] / "spec.yaml").read_text()
+    text = text.replace("    role: exec_condition\n", "    role: monitor\n    every_sec: 60\n", 1)
+    text = text.replace("    exec_condition: broker_up\n", "").replace("unit: ingest-consumer", "unit: ingest-broker-up")
+    problems = _problems(tmp_path, text)
+    assert any("services.consumer.unit: unit name 'ingest-broker-up' is already used by the timer of "
+               "healthchecks.broker_up" in p for p in problems), problems
+
+
+def test_folder_named_like_a_spec_file_is_reported(tmp_path: Path) -> None:
+    spec = _spec_with(tmp_path, BASE)
+    (spec / "more.yaml").mkdir()
+    with pytest.raises(SpecError, match=r"spec/more.yaml:1:1: not a regular file"):
+        load_spec(spec)
+
+
+def test_non_utf8_file_is_located_by_line_and_column(tmp_path: Path) -> None:
+    spec = tmp_path / "spec"
+    spec.mkdir()
+    (spec / "spec.yaml").write_bytes(b"project:\n  title: caf\xe9\n")
+    with pytest.raises(SpecError, match=r"spec/spec.yaml:2:13: not UTF-8 text"):
+        load_spec(spec)
+
+
+def test_missing_section_says_no_file_defines_it(tmp_path: Path) -> None:
+    start = BASE.index("log_policies:")
+    end = BASE.index("failure_matrix:")
+    problems = _problems(tmp_path, BASE[:start] + BASE[end:])
+    assert any("log_policies: missing required section 'log_policies': no spec file defines it" in p
+               for p in problems), problems
