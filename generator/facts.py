@@ -48,13 +48,21 @@ def healthcheck_run(spec: Spec, name: str) -> list[str]:
     ``--wait --pipe``). Run as root."""
     p = spec.project
     props = [f"User={p.user}", f"Group={p.group}", f"EnvironmentFile={p.env_file}"]
-    return ["systemd-run", "--quiet", "--wait", "--pipe", *(w for prop in props for w in ("-p", prop)),
-            *healthcheck_argv(spec, name)]
+    return [
+        "systemd-run",
+        "--quiet",
+        "--wait",
+        "--pipe",
+        *(w for prop in props for w in ("-p", prop)),
+        *healthcheck_argv(spec, name),
+    ]
 
 
 def enable_units(spec: Spec) -> list[str]:
     """Units to ``systemctl enable --now`` after install: the services, then the healthcheck timers."""
-    timers = [f"{layout.healthcheck_unit(spec.project.name, n)}.timer" for n, h in spec.healthchecks.items() if h.every_sec]
+    timers = [
+        f"{layout.healthcheck_unit(spec.project.name, n)}.timer" for n, h in spec.healthchecks.items() if h.every_sec
+    ]
     return [f"{s.unit}.service" for s in spec.services.values()] + timers
 
 

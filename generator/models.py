@@ -99,7 +99,7 @@ def _file_name(value: str) -> str:
 
 def _mode_not_number(value: object) -> object:
     if isinstance(value, int) and not isinstance(value, bool):
-        raise ValueError(f"write the mode quoted, e.g. \"0640\": YAML reads 0640 unquoted as the number {value}")
+        raise ValueError(f'write the mode quoted, e.g. "0640": YAML reads 0640 unquoted as the number {value}')
     return value
 
 
@@ -300,7 +300,9 @@ class Service(_Model):
     exec_condition: Name | None = None
     """A healthcheck with role `exec_condition` run as ExecCondition= before every start."""
     logs: Logs
-    environment: dict[Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")], Annotated[str, AfterValidator(_unit_text)]] = {}
+    environment: dict[
+        Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")], Annotated[str, AfterValidator(_unit_text)]
+    ] = {}
     """Non-secret Environment= variables; secrets belong in the env file."""
     in_memory_state: list[Text] = []
     """What lives only in this process's memory and is lost on every restart."""

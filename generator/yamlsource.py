@@ -217,8 +217,16 @@ def read_spec_dir(spec_dir: Path) -> SpecSource:
     entries = sorted(p for p in spec_dir.iterdir() if p.suffix in {".yaml", ".yml"})
     odd = [p for p in entries if not p.is_file()]
     if odd:
-        raise SpecError([Problem(Location(str(p.relative_to(spec_dir.parent)), 1, 1), "",
-                                 "not a regular file (a folder or a dangling link?)") for p in odd])
+        raise SpecError(
+            [
+                Problem(
+                    Location(str(p.relative_to(spec_dir.parent)), 1, 1),
+                    "",
+                    "not a regular file (a folder or a dangling link?)",
+                )
+                for p in odd
+            ]
+        )
     files = entries
     if not files:
         raise SpecError([Problem(Location(str(spec_dir), 1, 1), "", "no *.yaml files in the spec folder")])
