@@ -1,0 +1,274 @@
+"""Shared by the server tests: the generator's facts, the deployment handle and drill records."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import testserver as ts
+from testserver import REPO, Runbook, Server, ServerError, log, wait_for
+
+from generator import Build
+from generator.planner import HealthcheckView, ScenarioView, ServiceView, UnitFacts
+
+
+@dataclass
+class Facts:
+    """What the generator's plan says about the deployment (the tests' expectations)."""
+
+    build: Build
+
+    @property
+    def plan(self) -> Any:
+        return self.build.plan
+
+    @property
+    def project(self) -> Any:
+        return self.plan.spec.project
+
+    def service(self, name: str) -> ServiceView:
+        return next(s for s in self.plan.services if s.name == name)
+
+    def unit(self, name: str) -> UnitFacts:
+        return self.plan.units[name]
+
+    def unit_file(self, component: str) -> str:
+        comp = self.plan.spec.failure_matrix.components[component]
+        return str(self.plan.units[comp.unit].unit_file)
+
+    @property
+    def monitor(self) -> HealthcheckView:
+        return next(h for h in self.plan.healthchecks if h.timer_unit)
+
+    @property
+    def precheck(self) -> HealthcheckView:
+        return next(h for h in self.plan.healthchecks if h.hc.role == "exec_condition")
+
+    def scenario(self, component: str, key: str) -> ScenarioView:
+        """The failure-matrix row of ``component`` whose event (or failure text) is ``key``."""
+        rows = [sv for sv in self.plan.scenarios[component] if key in (sv.sc.event, sv.sc.failure)]
+        if len(rows) != 1:
+            raise LookupError(f"{len(rows)} failure-matrix rows of {component!r} match {key!r}")
+        return rows[0]
+
+
+@dataclass
+class Deployment:
+    server: Server
+    facts: Facts
+    runbook: Runbook
+    manifest: list[dict[str, str]]
+    install_output: str
+    timings: dict[str, float]
+    env_file_lines: list[str] = field(default_factory=list)
+    runbook_workarounds: list[str] = field(default_factory=list)
+
+
+def wait_services_up(server: Server, facts: Facts, timeout: float = 60) -> None:
+    """All enabled services active, /readyz 200 and a live worker heartbeat in Redis."""
+    units = [facts.unit_file("redis"), *(s.unit_file for s in facts.plan.services)]
+    wait_for(lambda: all(server.active_state(u) == "active" for u in units), timeout,
+             f"{', '.join(units)} active")
+    wait_for(lambda: server.http.get("/readyz").status_code == 200, timeout, "GET /readyz 200")
+    wait_for(lambda: worker_heartbeat_age(server) is not None and worker_heartbeat_age(server) < 5,  # type: ignore[operator]
+             timeout, "a live worker heartbeat")
+
+
+def worker_heartbeat_age(server: Server) -> float | None:
+    """Seconds since the newest ``zachot-worker-*`` dramatiq heartbeat, None if there is none."""
+    from app.settings import DRAMATIQ_NAMESPACE, WORKER_ID_PREFIX
+    r = server.redis()
+    try:
+        beats = r.zrange(f"{DRAMATIQ_NAMESPACE}:__heartbeats__", 0, -1, withscores=True)
+        now_ms = float(r.time()[0]) * 1000 + float(r.time()[1]) / 1000
+    finally:
+        r.close()
+    ws = [score for name, score in beats if str(name).startswith(WORKER_ID_PREFIX)]
+    return (now_ms - max(ws)) / 1000 if ws else None
+
+
+RISK_ORDER = {"No": 0, "Partial": 1, "Yes": 2}
+
+
+def expected_action_text(sv: ScenarioView) -> str:
+    """A short English rendering of the plan's auto-action (the doc says the same in its language)."""
+    if sv.action is None:
+        return f"(spec text) {sv.sc.auto_action}"
+    p = sv.action.params_text
+    return {
+        "restart": "restart after {delay}s (Restart={policy})",
+        "restart_then_limit": "restart every {delay}s; start-limit-hit after {burst} starts/{interval}s "
+                              "(≈{gives_up_after}s)",
+        "restart_forever": "restart every {delay}s forever",
+        "no_restart": "no restart",
+        "stop_only": "stopped, no restart",
+        "stop_start": "{signal} to main, ≤{stop_timeout}s, then start",
+        "nothing": "nothing (process alive)",
+        "skip": "start skipped: inactive, not failed, no Restart=",
+        "fail_then_restart": "failed; restart after {delay}s (limit {burst}/{interval}s)",
+        "fail_no_restart": "failed, no restart",
+        "stopped_with_dependency": "stopped with its dependency",
+    }.get(sv.action.key, sv.action.key).format(**p)
+
+
+@dataclass
+class Check:
+    name: str
+    expected: str
+    observed: str
+    ok: bool
+
+
+@dataclass
+class Drill:
+    """One failure-matrix row being reproduced: the plan's expectation and what was observed."""
+
+    sv: ScenarioView
+    component: str
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    recover_s: float | None = None
+    outcome: str = "not run"
+    mechanism: str = ""
+
+    @property
+    def row(self) -> str:
+        return str(self.sv.sc.failure)
+
+    @property
+    def expected(self) -> str:
+        parts = [expected_action_text(self.sv)]
+        if self.sv.sc.healthcheck:
+            parts.append(f"hc→{self.sv.sc.healthcheck.exit}")
+        parts.append(f"loss {self.sv.sc.data_loss}")
+        return "; ".join(parts)
+
+    @property
+    def observed(self) -> str:
+        return "; ".join(f"{c.name}: {c.observed}" for c in self.checks)
+
+    def check(self, name: str, expected: object, observed: object, ok: bool | None = None) -> bool:
+        """Record one comparison (``ok`` defaults to expected == observed); never raises."""
+        good = (expected == observed) if ok is None else ok
+        self.checks.append(Check(name, str(expected), str(observed), bool(good)))
+        log(f"  [{self.component}] {name}: expected {expected}; observed {observed} -> {'ok' if good else 'MISMATCH'}")
+        return bool(good)
+
+    def check_hc(self, observed_exit: int) -> None:
+        """Detection by the healthcheck's exit code, as the row says (if it names one)."""
+        if self.sv.sc.healthcheck is not None:
+            self.check("healthcheck exit", self.sv.sc.healthcheck.exit, observed_exit)
+
+    def check_loss(self, observed: str, detail: str) -> None:
+        """Data-loss risk: observed No/Partial/Yes must not exceed the doc's risk."""
+        exp = str(self.sv.sc.data_loss)
+        self.check("data loss", exp, f"{observed} ({detail})", RISK_ORDER[observed] <= RISK_ORDER[exp])
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        log(f"  [{self.component}] note: {text}")
+
+    def verify(self) -> None:
+        bad = [c for c in self.checks if not c.ok]
+        if bad:
+            raise AssertionError(
+                f"failure matrix row {self.row!r} does not match the server:\n"
+                + "\n".join(f"  - {c.name}: doc/plan says {c.expected}; observed {c.observed}" for c in bad))
+
+
+EDITOR_INSIDE = "/usr/local/bin/zachot-test-editor"
+
+
+def _env_lines(runbook: ts.Runbook) -> list[str]:
+    """What the human types into the env file: the variables the runbook's table marks required,
+    with its examples (app/README.md: every other ZACHOT_* variable is optional)."""
+    lines = [f"{name}={example}" for name, example in runbook.required_env]
+    if not lines:
+        raise ServerError("the runbook's env table marks no variable as required (want ZACHOT_REDIS_URL)")
+    return lines
+
+
+def _install_editor(root: Path, lines: list[str]) -> None:
+    """The 'human' at the runbook's `sudoedit`: an $EDITOR that writes the env lines into the file."""
+    editor = root / EDITOR_INSIDE.lstrip("/")
+    editor.parent.mkdir(parents=True, exist_ok=True)
+    body = "".join(f"{ln}\n" for ln in lines)
+    editor.write_text(f"#!/bin/sh\n# zachot server tests: stands in for a person editing the env file\n"
+                      f"printf '%s' {shlex.quote(body)} > \"$1\"\n")
+    editor.chmod(0o755)
+
+
+#: Work-arounds for runbook lines that fail, so the rest of the suite can still run. Each use is
+#: recorded; test_install_runbook_runs_verbatim fails if any was needed.
+_MISSING_DIR = re.compile(r"cannot create regular file '([^']+)': No such file or directory")
+
+
+def run_runbook(server: Server, runbook: ts.Runbook, cwd: str) -> tuple[str, list[str]]:
+    """Run the runbook block line by line, as a person pasting it would; returns (output, work-arounds)."""
+    out, workarounds = [], []
+    env = {"EDITOR": EDITOR_INSIDE, "VISUAL": EDITOR_INSIDE, "SUDO_EDITOR": EDITOR_INSIDE}
+    for n, line in enumerate(runbook.block, 1):
+        r = server.run(["bash", "-o", "pipefail", "-c", line], cwd=cwd, check=False, timeout=300, env=env)
+        out.append(f"$ {line}\n{r.stdout}{r.stderr}")
+        if r.returncode == 0:
+            continue
+        m = _MISSING_DIR.search(r.stderr)
+        if m:
+            parent = str(Path(m.group(1)).parent)
+            workarounds.append(f"line {n} `{line}` failed ({r.stderr.strip()}); ran `mkdir -p {parent}` and "
+                               f"the line again")
+            server.run(["mkdir", "-p", parent])
+            r = server.run(["bash", "-o", "pipefail", "-c", line], cwd=cwd, check=False, timeout=300, env=env)
+            out.append(f"$ {line}  # again, after mkdir -p {parent}\n{r.stdout}{r.stderr}")
+            if r.returncode == 0:
+                continue
+        raise ServerError(f"runbook line {n} failed (exit {r.returncode}): {line}\n" + "\n".join(out)[-4000:])
+    return "\n".join(out), workarounds
+
+
+@contextlib.contextmanager
+def deploy(facts: Facts, timings: dict[str, float]) -> Iterator[Deployment]:
+    """Build/reuse the caches, boot a fresh server and install zachot by the runbook; yields the
+    :class:`Deployment`; powers the server off and removes its root afterwards."""
+    t_start = time.monotonic()
+    ts.reap_stale()
+    runbook = ts.parse_runbook((REPO / "build/docs/README.md").read_text())
+    manifest = ts.read_manifest(REPO / "build/manifest.tsv")
+    base, bkey = ts.ensure_base(timings, runbook.apt_packages)
+    venv_layer = ts.ensure_venv(base, bkey, runbook, timings)
+    scratch = Path(tempfile.mkdtemp(prefix="zachot-server-", dir=ts.WORK_DIR))
+    (scratch / ts.OWNER_FILE).write_text(str(os.getpid()))
+    server: Server | None = None
+    try:
+        root = ts.mount_overlay([venv_layer, base], scratch)
+        project = facts.project
+        # The runbook's "code in /opt/zachot/repo (git clone ...)": the checkout under test, copied.
+        ts.copy_checkout(root / project.repo.lstrip("/"))
+        env_lines = _env_lines(runbook)
+        _install_editor(root, env_lines)
+        api = facts.service("api").svc.runner
+        server = Server(root, scratch, api_port=api.port)
+        timings["boot"] = server.boot()
+        t0 = time.monotonic()
+        install_output, workarounds = run_runbook(server, runbook, project.repo)
+        wait_services_up(server, facts)
+        timings["install (runbook block)"] = time.monotonic() - t0
+        timings["session set-up total"] = time.monotonic() - t_start
+        log(f"installed by the runbook in {timings['install (runbook block)']:.1f} s"
+            + (f"; work-arounds: {workarounds}" if workarounds else ""))
+        yield Deployment(server, facts, runbook, manifest, install_output, timings, env_lines, workarounds)
+    finally:
+        t0 = time.monotonic()
+        if server is not None:
+            server.destroy()
+        else:
+            ts.unmount_and_remove(scratch)
+        timings["teardown"] = time.monotonic() - t0

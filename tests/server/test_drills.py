@@ -1,0 +1,935 @@
+"""Failure drills: every row of build/docs/failure_matrix.md reproduced on the booted server.
+
+Each test is named after its row and takes the expectation from the generator's plan
+(``ScenarioView.action`` = the doc's "systemd auto-action", ``sc.healthcheck.exit`` = detection,
+``sc.data_loss``); it records what the server did in a :class:`~server_support.Drill`, which
+fails the test on any mismatch and feeds the table printed at the end of the run. When a drill
+disagrees with the doc, the doc or the unit is what needs fixing, not the drill.
+
+How failures are injected (one server: no real OOM, disk or host loss):
+
+* crash = SIGSEGV to the main process (a native crash: systemd sees code=killed/dumped);
+* OOM = SIGKILL (what the OOM killer sends; cgroup memory limits are not enforced in this
+  nspawn container, so a real OOM kill cannot be provoked for one unit);
+* hang = SIGSTOP (process alive, answers nothing); crash loop / broken precheck = a runtime
+  drop-in or env file that makes every start fail;
+* Redis data loss = FLUSHALL (the outcome of a lost disk/server for the app).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from server_support import Deployment, Drill, Facts, expected_action_text, wait_services_up, worker_heartbeat_age
+from testserver import Server, SseFollower, job_status, log, submit_job, wait_for
+
+pytestmark = pytest.mark.server
+
+# systemd catalog message ids (systemd 252, src/systemd/sd-messages.h)
+MSG_PROCESS_EXIT = "98e322203f7a4ed290d09fe03c09fe15"
+MSG_FAILURE_RESULT = "d9b373ed55a64feb8242e02dbe79a49c"
+MSG_STARTING = "7d4958e842da4a758f6c1cdc7b36dcc5"
+MSG_STARTED = "39f53479d3a045ac8e11786248231fbf"
+MSG_STOPPING = "de5b426a63be47a7b6ac3eaac82e2f6f"
+MSG_STOPPED = "9d1aaa27d60140bd96365438aad20286"
+MSG_SKIPPED = "0e4284a0caca4bfc81c0bb6786972673"
+
+DROP_IN = "/run/systemd/system/{unit}.d/50-zachot-drill.conf"
+
+DRILLED: dict[tuple[str, str], str] = {}
+"""(component, event or failure text) -> test name; filled by :func:`row`."""
+
+
+def row(component: str, key: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Mark a test as the drill of one failure-matrix row."""
+    def deco(fn: Callable[..., None]) -> Callable[..., None]:
+        DRILLED[(component, key)] = fn.__name__
+        return fn
+    return deco
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Env:
+    """What a drill needs: the server, the facts, and the unit names."""
+
+    dep: Deployment
+
+    @property
+    def s(self) -> Server:
+        return self.dep.server
+
+    @property
+    def f(self) -> Facts:
+        return self.dep.facts
+
+    @property
+    def api(self) -> str:
+        return self.f.service("api").unit_file
+
+    @property
+    def worker(self) -> str:
+        return self.f.service("worker").unit_file
+
+    @property
+    def redis(self) -> str:
+        return self.f.unit_file("redis")
+
+    @property
+    def hc_unit(self) -> str:
+        return f"{self.f.monitor.timer_unit}.service"
+
+    def healthcheck(self) -> tuple[int, str]:
+        """Start the healthcheck service the timer runs; (its exit code, its output)."""
+        cur = self.s.journal_cursor()
+        t0 = time.monotonic()
+        self.s.systemctl("start", self.hc_unit, check=False, timeout=60)
+        ran = (self.s.mono(self.hc_unit, "ExecMainStartTimestampMonotonic") or 0) >= t0
+        code = int(self.s.prop(self.hc_unit, "ExecMainStatus") or -1) if ran else -1
+        out = self.s.journal_text(cur, self.hc_unit)
+        self.s.systemctl("reset-failed", self.hc_unit, check=False)
+        lines = [ln for ln in out.splitlines() if ln.startswith(("OK", "FAIL", "overall"))]
+        log(f"  healthcheck -> {code} in {time.monotonic() - t0:.1f} s: " + " | ".join(lines))
+        return code, out
+
+    def nrestarts(self, unit: str) -> int:
+        return int(self.s.prop(unit, "NRestarts") or 0)
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        return job_status(self.s.http, job_id)
+
+    def wait_job(self, job_id: str, timeout: float, status: str = "done") -> float:
+        """Wait for the job's status; returns the host monotonic time it was seen."""
+        wait_for(lambda: (self.job(job_id) or {}).get("status") == status, timeout,
+                 lambda: f"job {job_id} {status} (now {self.job(job_id)})", interval=0.25)
+        return time.monotonic()
+
+    def wait_progress(self, job_id: str, steps_done: int, timeout: float = 30) -> None:
+        wait_for(lambda: ((self.job(job_id) or {}).get("steps_done") or 0) >= steps_done, timeout,
+                 f"job {job_id} at step {steps_done}", interval=0.1)
+
+    def events(self, cursor: str | None, unit: str) -> list[dict[str, Any]]:
+        """systemd's (PID 1's) journal messages about ``unit`` after ``cursor``."""
+        return [e for e in self.s.journal(cursor, unit) if str(e.get("_PID")) == "1"]
+
+    def drop_in(self, unit: str, text: str) -> None:
+        path = DROP_IN.format(unit=unit)
+        self.s.run(["mkdir", "-p", path.rsplit("/", 1)[0]])
+        self.s.run(["tee", path], input=text)
+        self.s.systemctl("daemon-reload")
+
+    def kill(self, unit: str, sig: str, whom: str = "main") -> float:
+        """``systemctl kill --signal=sig --kill-whom=whom unit``; returns host monotonic time."""
+        t = time.monotonic()
+        self.s.systemctl("kill", f"--signal={sig}", f"--kill-whom={whom}", unit)
+        return t
+
+
+def t_of(e: dict[str, Any]) -> float:
+    """A journal entry's CLOCK_MONOTONIC time in seconds (the container shares the host's clock)."""
+    return int(e["__MONOTONIC_TIMESTAMP"]) / 1e6
+
+
+def first(events: list[dict[str, Any]], msg_id: str, after: float = 0, text: str = "") -> dict[str, Any] | None:
+    return next((e for e in events if e.get("MESSAGE_ID") == msg_id and t_of(e) >= after
+                 and text in str(e.get("MESSAGE", ""))), None)
+
+
+def restart_delay(env: Env, cursor: str | None, unit: str, timeout: float) -> tuple[float, str, float]:
+    """Wait until systemd restarted ``unit`` by itself after its main process died.
+
+    Returns (seconds from the exit to the restart's "Starting", the exit message, time started).
+    """
+    def started() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]] | None:
+        ev = env.events(cursor, unit)
+        ex = first(ev, MSG_PROCESS_EXIT, text="Main process exited")
+        if ex is None:
+            return None
+        st = first(ev, MSG_STARTING, after=t_of(ex))
+        ok = first(ev, MSG_STARTED, after=t_of(ex))
+        return (ex, st, ok) if st and ok else None
+
+    ex, st, ok = wait_for(started, timeout, f"{unit} restarted by systemd", interval=0.2)
+    return t_of(st) - t_of(ex), str(ex.get("MESSAGE")), t_of(ok)
+
+
+def stop_start_events(env: Env, cursor: str | None, unit: str, started: bool = True) -> tuple[float, list[str]]:
+    """After a `systemctl restart`: (seconds from "Stopping" to "Stopped", kill/timeout messages)."""
+    def complete() -> list[dict[str, Any]] | None:
+        ev = env.events(cursor, unit)
+        return ev if first(ev, MSG_STOPPING) and first(ev, MSG_STOPPED) and (
+            first(ev, MSG_STARTED) or not started) else None
+
+    ev = wait_for(complete, 30, f"{unit}'s stop/start in the journal")
+    stopping, stopped = first(ev, MSG_STOPPING), first(ev, MSG_STOPPED)
+    assert stopping and stopped
+    killed = [str(e["MESSAGE"]) for e in ev
+              if "SIGKILL" in str(e.get("MESSAGE", "")) or "timed out" in str(e.get("MESSAGE", ""))]
+    return t_of(stopped) - t_of(stopping), killed
+
+
+def stop_events(env: Env, cursor: str | None, unit: str) -> tuple[float, list[str]]:
+    """After a `systemctl stop`: (seconds from "Stopping" to "Stopped", kill/timeout messages)."""
+    return stop_start_events(env, cursor, unit, started=False)
+
+
+def within(observed: float, expected: float, slack: float) -> bool:
+    return expected - 0.05 <= observed <= expected + slack
+
+
+def exactly_once(followers: list[SseFollower], steps: int) -> list[str]:
+    return [f"{f.job_id[:8]}: {p}" for f in followers for p in f.check_exactly_once(steps)]
+
+
+def followers_for(env: Env, jobs: list[str], timeout: float) -> list[SseFollower]:
+    fs = [SseFollower(env.s, j, timeout=timeout) for j in jobs]
+    for f in fs:
+        f.start()
+    return fs
+
+
+def join_all(fs: list[SseFollower], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for f in fs:
+        f.join(max(0.1, deadline - time.monotonic()))
+        f.stop_flag.set()
+
+
+# --------------------------------------------------------------------------------------------
+# a healthy server before each drill
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def env(deployment: Deployment) -> Iterator[Env]:
+    """The server brought back to the installed state before the drill (and after it)."""
+    e = Env(deployment)
+    restore(e)
+    yield e
+    restore(e)
+
+
+def restore(e: Env) -> None:
+    s, f = e.s, e.f
+    units = [e.redis, e.api, e.worker]
+    env_text = "".join(ln + "\n" for ln in e.dep.env_file_lines)
+    s.run(f"rm -rf /run/systemd/system/*.d/50-zachot-drill.conf; systemctl unmask --runtime {e.redis} 2>/dev/null;"
+          f" printf %s {shlex.quote(env_text)} > {f.project.env_file}; systemctl daemon-reload", check=False)
+    for u in units:
+        s.systemctl("kill", "--signal=SIGCONT", "--kill-whom=all", u, check=False)
+    s.systemctl("reset-failed", check=False)
+    s.systemctl("start", *units, check=False, timeout=180)
+    wait_services_up(s, f, timeout=120)
+    r = s.redis()
+    try:
+        r.flushall()  # no job or message of another drill left behind
+    finally:
+        r.close()
+    wait_for(lambda: (worker_heartbeat_age(s) or 99) < 2, 30, "the worker's heartbeat after FLUSHALL")
+    s.systemctl("reset-failed", check=False)
+
+
+def settings_default(name: str) -> Any:
+    from app.settings import Settings
+    return getattr(Settings(), name)
+
+
+# ============================================================================================
+# Redis
+# ============================================================================================
+
+def _redis_killed(env: Env, d: Drill, sig: str) -> None:
+    """Kill Redis' main process with ``sig``: once with everything running (auto-action and
+    detection), once with jobs waiting in the queue around an RDB snapshot (data loss)."""
+    s, r = env.s, env.s.redis()
+    save, aof = r.config_get("save")["save"], r.config_get("appendonly")["appendonly"]
+    r.close()
+    ext = env.f.unit("redis").external
+    doc = ext.persistence if ext else ""
+    m_save, m_aof = re.search(r"save ([0-9 ]+[0-9])", doc), re.search(r"appendonly (\w+)", doc)
+    want = f"appendonly {m_aof.group(1) if m_aof else '?'}, save {m_save.group(1) if m_save else '?'}"
+    d.check("persistence (spec: external_units.redis.persistence)", want, f"appendonly {aof}, save {save}",
+            want == f"appendonly {aof}, save {save}")
+    a = d.sv.action
+    assert a is not None
+    old, n0 = s.main_pid(env.redis), env.nrestarts(env.redis)
+    cur = s.journal_cursor()
+    t_fail = env.kill(env.redis, sig)
+    early, _ = env.healthcheck()
+    delay, exit_msg, _ = restart_delay(env, cur, env.redis, 30)
+    wait_for(lambda: s.http.get("/readyz").status_code == 200, 30, "/readyz 200 again")
+    d.recover_s = time.monotonic() - t_fail
+    d.check("auto-action", expected_action_text(d.sv),
+            f"restarted {delay:.2f}s after '{exit_msg.split(': ', 1)[-1]}'; NRestarts {n0}->{env.nrestarts(env.redis)}",
+            a.key == "restart" and within(delay, float(a.params["delay"]), 0.5)
+            and env.nrestarts(env.redis) == n0 + 1 and s.main_pid(env.redis) != old)
+    # What the timer's healthcheck sees from now on (the worker has reconnected and beats again).
+    wait_for(lambda: (worker_heartbeat_age(s) or 99) < 2, 30, "the worker's heartbeat after the Redis restart")
+    late, _ = env.healthcheck()
+    d.note(f"healthcheck started right after the kill: exit {early} (it races the {a.params['delay']} s restart); "
+           f"once Redis is back: exit {late}")
+    d.check_hc(late)
+    # Data loss: jobs waiting in the queue on both sides of the last RDB snapshot.
+    s.systemctl("stop", env.worker)
+    before = submit_job(s.http, 2, 0.1)
+    r = s.redis()
+    r.save()  # a snapshot point (on its own Debian's `save 3600 1` would take up to an hour)
+    r.close()
+    after = submit_job(s.http, 2, 0.1)
+    cur = s.journal_cursor()
+    env.kill(env.redis, sig)
+    restart_delay(env, cur, env.redis, 30)
+    wait_for(lambda: s.http.get("/readyz").status_code == 200, 30, "/readyz 200 again")
+    kept, lost = env.job(before) is not None, env.job(after) is None
+    s.systemctl("start", env.worker)
+    if kept:
+        env.wait_job(before, 30)
+    observed = "Partial" if kept and lost else ("Yes" if lost else "No")
+    d.check_loss(observed, f"job queued before the last RDB snapshot {'kept' if kept else 'LOST'}, "
+                           f"job queued after it {'lost' if lost else 'kept'}")
+
+
+@row("redis", "crash")
+def test_redis_process_crashed(env: Env, drill: Callable[[str, str], Drill]) -> None:
+    d = drill("redis", "crash")
+    d.mechanism = "SIGSEGV to redis-server"
+    _redis_killed(env, d, "SIGSEGV")
+    d.verify()
+
+
+@row("redis", "oom")
+def test_redis_killed_by_oom_killer(env: Env, drill: Callable[[str, str], Drill]) -> None:
+    d = drill("redis", "oom")
+    d.mechanism = "SIGKILL to redis-server, as the OOM killer sends (simulated)"
+    _redis_killed(env, d, "SIGKILL")
+    d.verify()
+
+
+@row("redis", "manual_stop")
+def test_redis_stopped_by_admin(env: Env, drill: Callable[[str, str], Drill]) -> None:
+    d = drill("redis", "manual_stop")
+    s = env.s
+    d.mechanism = "systemctl stop redis-server"
+    job = submit_job(s.http, 8, 0.5)
+    env.wait_progress(job, 1)
+    n0 = env.nrestarts(env.redis)
+    t_fail = time.monotonic()
+    s.systemctl("stop", env.redis)
+    ready, post = s.http.get("/readyz").status_code, s.http.post("/jobs", json={"steps": 1, "step_seconds": 0}).status_code
+    code, _ = env.healthcheck()
+    d.check_hc(code)
+    window = 5.0
+    samples = []
+    while time.monotonic() < t_fail + window:
+        samples.append((env.s.active_state(env.redis), env.s.active_state(env.worker), env.s.active_state(env.api)))
+        time.sleep(0.5)
+    redis_states = {x[0] for x in samples}
+    d.check("auto-action", expected_action_text(d.sv),
+            f"Redis {'/'.join(sorted(redis_states))} for {window:g}s, NRestarts {n0}->{env.nrestarts(env.redis)}",
+            redis_states == {"inactive"} and env.nrestarts(env.redis) == n0)
+    d.check("symptoms: API /readyz and POST /jobs", "503, 503", f"{ready}, {post}")
+    worker_states = {x[1] for x in samples} | {x[2] for x in samples}
+    d.check("symptoms: worker and API keep running (Wants=)", "active", "/".join(sorted(worker_states)))
+    s.systemctl("start", env.redis)  # the doc's manual action
+    env.wait_job(job, 60)
+    d.recover_s = time.monotonic() - t_fail
+    d.check_loss("No" if env.job(job) else "Yes", "the running job finished after `systemctl start` of Redis")
+    # The doc: "новый старт worker пропускается предпроверкой". What a new start of the worker does now:
+    s.systemctl("stop", env.redis)
+    cur = s.journal_cursor()
+    s.systemctl("restart", env.worker, check=False)
+    time.sleep(1)
+    redis_now, worker_now = s.active_state(env.redis), s.active_state(env.worker)
+    pulled = first(env.events(cur, env.redis), MSG_STARTING) is not None
+    skipped = worker_now == "inactive" and s.prop(env.worker, "Result") == "exec-condition"
+    d.check("a new worker start while Redis is stopped (doc: skipped by the precheck)",
+            "worker skipped (inactive, Result=exec-condition), Redis stays stopped",
+            f"worker {worker_now}, Redis {redis_now}"
+            + (" — the worker's start job started Redis (Wants=redis-server.service)" if pulled else ""),
+            skipped and redis_now == "inactive")
+    d.verify()
+
+
+@row("redis", "hang")
+def test_redis_hung(env: Env, drill: Callable[[str, str], Drill]) -> None:
+    d = drill("redis", "hang")
+    s = env.s
+    d.mechanism = "SIGSTOP to redis-server"
+    job = submit_job(s.http, 6, 0.5)
+    env.wait_progress(job, 1)
+    pid, n0 = s.main_pid(env.redis), env.nrestarts(env.redis)
+    t_fail = env.kill(env.redis, "SIGSTOP")
+    t0 = time.monotonic()
+    ready = s.http.get("/readyz", timeout=15).status_code
+    ready_s = time.monotonic() - t0
+    code, _ = env.healthcheck()
+    d.check_hc(code)
+    d.check("symptoms: /readyz", 503, ready)
+    d.note(f"/readyz answered 503 after {ready_s:.1f} s (its PING timeout)")
+    time.sleep(max(0.0, t_fail + 6 - time.monotonic()))
+    d.check("auto-action", expected_action_text(d.sv),
+            f"after 6s: {s.active_state(env.redis)}, same PID {s.main_pid(env.redis) == pid}, "
+            f"NRestarts {n0}->{env.nrestarts(env.redis)}",
+            s.active_state(env.redis) == "active" and s.main_pid(env.redis) == pid and env.nrestarts(env.redis) == n0)
+    d.note(f"Debian's {env.redis} has TimeoutStopSec={s.prop(env.redis, 'TimeoutStopUSec')}: a restart of a Redis "
+           "that never handles SIGTERM would wait for ever (a SIGSTOPped one gets SIGCONT after SIGTERM and exits)")
+    t0 = time.monotonic()
+    s.systemctl("restart", env.redis, timeout=120)  # the doc's manual action
+    d.note(f"`systemctl restart {env.redis}` of the stopped process took {time.monotonic() - t0:.1f} s")
+    wait_for(lambda: s.http.get("/readyz").status_code == 200, 30, "/readyz 200")
+    d.recover_s = time.monotonic() - t_fail
+    env.wait_job(job, 90)
+    d.check_loss("No" if env.job(job) else "Yes",
+                 "job running during the hang finished after the manual restart (SIGTERM let Redis save)")
+    d.verify()
+
+
+# ============================================================================================
+# API
+# ============================================================================================
+
+def _api_died(env: Env, d: Drill, sig: str) -> None:
+    s = env.s
+    steps = 10
+    job = submit_job(s.http, steps, 0.5)
+    fs = followers_for(env, [job], 90)
+    wait_for(lambda: fs[0].events, 20, "first SSE event")
+    old, n0 = s.main_pid(env.api), env.nrestarts(env.api)
+    cur = s.journal_cursor()
+    t_fail = env.kill(env.api, sig)
+    delay, exit_msg, _ = restart_delay(env, cur, env.api, 60)
+    wait_for(lambda: s.http.get("/healthz").status_code == 200, 30, "/healthz 200")
+    d.recover_s = time.monotonic() - t_fail
+    a = d.sv.action
+    assert a is not None
+    d.check("auto-action", expected_action_text(d.sv),
+            f"restarted {delay:.2f}s after '{exit_msg.split(': ', 1)[-1]}'; NRestarts {n0}->{env.nrestarts(env.api)}",
+            a.key == "restart" and within(delay, float(a.params["delay"]), 1.0)
+            and env.nrestarts(env.api) == n0 + 1 and s.main_pid(env.api) != old)
+    env.wait_job(job, 60)
+    join_all(fs, 30)
+    problems = exactly_once(fs, steps)
+    d.check("SSE clients reconnect with Last-Event-ID and miss nothing", "every event once",
+            "; ".join(problems) or f"every event once over {fs[0].connections} connections",
+            not problems and fs[0].connections >= 2)
+    d.check_loss("No" if not problems else "Yes", "job done, stream complete")
+
+
+@row("api", "crash")
+def test_api_crashed(env: Env, drill: Callable[[str, str], Drill]) -> None:
+    d = drill("api", "crash")
+    d.mechanism = "SIGSEGV to uvicorn (no way to make it exit ≠ 0 mid-run from outside; Restart=on-failure treats both alike)"
+    _api_died(env, d, "SIGSEGV")
+    d.verify()
+
+
+@row("api", "oom")
+def test_api_killed_by_oom_killer(env: Env, drill: Callable[[str, str], Drill]) -> None:
+    d = drill("api", "oom")
+    d.mechanism = "SIGKILL to uvicorn, as the OOM killer sends (simulated)"
+    _api_died(env, d, "SIGKILL")
+    d.verify()
+
+
+@row("api", "manual_restart")
+def test_api_restarted_with_open_sse_streams(env: Env, drill: Callable[[str, str], Drill]) -> None:
+    d = drill("api", "manual_restart")
+    s = env.s
+    d.mechanism = "systemctl restart zachot-api with 3 open SSE streams"
+    steps = 12
+    jobs = [submit_job(s.http, steps, 0.5) for _ in range(2)]
+    fs = followers_for(env, [jobs[0], jobs[0], jobs[1]], 120)
+    wait_for(lambda: all(f.events for f in fs), 20, "an SSE event on every stream")
+    cur = s.journal_cursor()
+    t0 = time.monotonic()
+    s.systemctl("restart", env.api, timeout=120)
+    cmd_s = time.monotonic() - t0
+    wait_for(lambda: s.http.get("/healthz").status_code == 200, 30, "/healthz 200")
+    d.recover_s = time.monotonic() - t0
+    stop_s, killed = stop_start_events(env, cur, env.api)
+    a = d.sv.action
+    assert a is not None
+    d.check("auto-action", expected_action_text(d.sv),
+            f"SIGTERM, stopped in {stop_s:.2f}s{' then ' + '; '.join(killed) if killed else ' (no SIGKILL)'}, started again"
+            f" (systemctl restart took {cmd_s:.1f}s)",
+            a.key == "stop_start" and stop_s < float(a.params["stop_timeout"]) and not killed
+            and s.active_state(env.api) == "active")
+    d.note(f"SSE streams closed and the API stopped in {stop_s:.2f} s (doc comment: ~1 s)")
+    for j in jobs:
+        env.wait_job(j, 60)
+    join_all(fs, 30)
+    problems = exactly_once(fs, steps)
+    d.check("SSE clients reconnect with Last-Event-ID and miss nothing", "every event once on each stream",
+            "; ".join(problems) or f"every event once; connections per stream {[f.connections for f in fs]}",
+            not problems and all(f.connections >= 2 for f in fs))
+    d.check_loss("No" if not problems else "Yes", "jobs done, every stream complete")
+    d.verify()
+
+
+@row("api", "hang")
+def test_api_hung(env: Env, drill: Callable[[str, str], Drill]) -> None:
+    d = drill("api", "hang")
+    s = env.s
+    d.mechanism = "SIGSTOP to uvicorn"
+    pid, n0 = s.main_pid(env.api), env.nrestarts(env.api)
+    t_fail = env.kill(env.api, "SIGSTOP")
+    doc_cmd = re.search(r"`(curl [^`]+)`", str(d.sv.sc.detection))
+    assert doc_cmd, d.sv.sc.detection
+    r = s.run(doc_cmd.group(1), check=False, timeout=30)
+    d.check(f"detection `{doc_cmd.group(1)}`", "no answer (curl exit 28, timeout)", f"curl exit {r.returncode}",
+            r.returncode == 28)
+    time.sleep(max(0.0, t_fail + 7 - time.monotonic()))
+    d.check("auto-action", expected_action_text(d.sv),
+            f"after 7s: {s.active_state(env.api)}, same PID {s.main_pid(env.api) == pid}, "
+            f"NRestarts {n0}->{env.nrestarts(env.api)}",
+            s.active_state(env.api) == "active" and s.main_pid(env.api) == pid and env.nrestarts(env.api) == n0)
+    manual = re.search(r"`(systemctl restart [^`]+)`", str(d.sv.sc.manual_action))
+    assert manual, d.sv.sc.manual_action
+    t0 = time.monotonic()
+    s.run(manual.group(1), timeout=120)
+    d.note(f"`{manual.group(1)}` of the stopped API took {time.monotonic() - t0:.1f} s")
+    wait_for(lambda: s.http.get("/healthz").status_code == 200, 30, "/healthz 200")
+    d.recover_s = time.monotonic() - t_fail
+    d.check_loss("No", "the API holds no job state")
+    d.verify()
+
+
+def _crash_loop(env: Env, d: Drill, unit: str, variable: str, hc: bool) -> None:
+    """Make every start of ``unit`` fail (a bad ZACHOT_* value in a runtime drop-in) and count
+    the starts until systemd gives up with start-limit-hit."""
+    s = env.s
+    a = d.sv.action
+    assert a is not None and a.key == "restart_then_limit", a
+    delay, burst, limit_s = float(a.params["delay"]), int(a.params["burst"]), float(a.params["gives_up_after"])
+    env.drop_in(unit, f"[Service]\nEnvironment={variable}=not-a-number\n")
+    s.systemctl("reset-failed", unit, check=False)
+    cur = s.journal_cursor()
+    s.systemctl("restart", unit, check=False)
+
+    def refused() -> dict[str, Any] | None:
+        return next((e for e in env.events(cur, unit)
+                     if "Start request repeated too quickly" in str(e.get("MESSAGE", ""))), None)
+
+    refusal = wait_for(refused, limit_s * 2 + 60, f"{unit}: start request repeated too quickly", interval=0.5)
+    t_limit = time.monotonic()
+    wait_for(lambda: s.active_state(unit) == "failed", 10, f"{unit} failed")
+    ev = env.events(cur, unit)
+    starts = [e for e in ev if e.get("MESSAGE_ID") == MSG_STARTING]
+    exits = {str(e.get("MESSAGE")).split(": ", 1)[-1] for e in ev if e.get("MESSAGE_ID") == MSG_PROCESS_EXIT}
+    span = t_of(refusal) - t_of(starts[0])
+    cycle = span / max(1, len(starts))
+    d.check("auto-action", expected_action_text(d.sv),
+            f"{len(starts)} starts ({', '.join(sorted(exits))}), refused ('Start request repeated too quickly') "
+            f"{span:.1f}s after the first ({cycle:.1f}s per cycle = RestartSec {delay:g}s + time to fail)",
+            len(starts) == burst and limit_s * 0.95 <= span <= limit_s + burst * 3)
+    status = s.systemctl("status", unit, check=False).stdout
+    active_line = next((ln.strip() for ln in status.splitlines() if ln.strip().startswith("Active:")), "?")
+    d.check("detection `systemctl status` (doc: failed (start-limit-hit))", "failed (start-limit-hit)",
+            f"{active_line.split(' since ')[0]}; Result={s.prop(unit, 'Result')}",
+            "failed" in active_line and "start-limit-hit" in status)
+    if hc:  # the state the doc's detection describes: the unit failed, the loop over
+        hc_code, _ = env.healthcheck()
+        d.check_hc(hc_code)
+    # The doc's manual action: fix the cause, then reset-failed && start.
+    s.run(f"rm -f {DROP_IN.format(unit=unit)}")
+    s.systemctl("daemon-reload")
+    manual = re.search(r"`(systemctl reset-failed [^`]+)`", str(d.sv.sc.manual_action))
+    assert manual, d.sv.sc.manual_action
+    s.run(manual.group(1), timeout=120)
+    wait_for(lambda: s.active_state(unit) == "active", 30, f"{unit} active after the manual action")
+    d.recover_s = time.monotonic() - t_limit
+    d.check_loss("No", "nothing is lost while the unit does not start")
+
+
+@row("api", "crash_loop")
+def test_api_crashes_on_every_start(env: Env, drill: Callable[[str, str], Drill]) -> None:
+    d = drill("api", "crash_loop")
+    d.mechanism = "drop-in Environment=ZACHOT_SSE_KEEPALIVE_SECONDS=not-a-number (uvicorn exits 3 at startup)"
+    _crash_loop(env, d, env.api, "ZACHOT_SSE_KEEPALIVE_SECONDS", hc=False)
+    d.verify()
+
+
+# ============================================================================================
+# Worker
+# ============================================================================================
+
+def _recovery_timeout() -> float:
+    return settings_default("heartbeat_timeout_ms") / 1000 + 90
+
+
+@row("worker", "crash")
+def test_worker_crashed(env: Env, drill: Callable[[str, str], Drill]) -> None:
+    d = drill("worker", "crash")
+    s = env.s
+    d.mechanism = "SIGKILL to the dramatiq worker process: the main process exits 1"
+    steps = 6
+    job = submit_job(s.http, steps, 1.0)
+    fs = followers_for(env, [job], _recovery_timeout() + 60)
+    env.wait_progress(job, 1)
+    main, n0 = s.main_pid(env.worker), env.nrestarts(env.worker)
+    child = s.children_of(main)[0]
+    cur = s.journal_cursor()
+    t_fail = time.monotonic()
+    s.run(["kill", "-KILL", str(child)])
+    wait_for(lambda: first(env.events(cur, env.worker), MSG_PROCESS_EXIT, text="Main process exited"), 20,
+             "the main process to exit")
+    code, _ = env.healthcheck()
+    d.check_hc(code)
+    r = s.redis()
+    kept = any(job in v for v in r.hvals("dramatiq:default.msgs"))
+    r.close()
+    delay, exit_msg, _ = restart_delay(env, cur, env.worker, 60)
+    a = d.sv.action
+    assert a is not None
+    d.check("auto-action", expected_action_text(d.sv),
+            f"restarted {delay:.2f}s after '{exit_msg.split(': ', 1)[-1]}'; NRestarts {n0}->{env.nrestarts(env.worker)}",
+            a.key == "restart" and within(delay, float(a.params["delay"]), 1.5)
+            and env.nrestarts(env.worker) == n0 + 1 and "code=exited" in exit_msg)
+    d.check("the unfinished message stays in Redis", "kept", "kept" if kept else "gone", kept)
+    t_done = env.wait_job(job, _recovery_timeout())
+    d.recover_s = t_done - t_fail
+    join_all(fs, 30)
+    problems = exactly_once(fs, steps)
+    d.note(f"job finished {d.recover_s:.0f} s after the crash (message requeued after the heartbeat timeout)")
+    d.check_loss("No" if not problems else "Yes", "; ".join(problems) or "job done, every event once")
+    d.verify()
+
+
+@row("worker", "killed")
+def test_worker_killed_mid_job(env: Env, drill: Callable[[str, str], Drill]) -> None:
+    d = drill("worker", "killed")
+    s = env.s
+    d.mechanism = "systemctl kill --signal=SIGKILL (every process of the unit)"
+    steps = 8
+    job = submit_job(s.http, steps, 1.0)
+    fs = followers_for(env, [job], _recovery_timeout() + 60)
+    env.wait_progress(job, 2)
+    n0 = env.nrestarts(env.worker)
+    done_before = (env.job(job) or {})["steps_done"]
+    cur = s.journal_cursor()
+    t_fail = env.kill(env.worker, "SIGKILL", whom="all")
+    code, _ = env.healthcheck()
+    d.check_hc(code)
+    delay, exit_msg, t_started = restart_delay(env, cur, env.worker, 60)
+    a = d.sv.action
+    assert a is not None
+    d.check("auto-action", expected_action_text(d.sv),
+            f"restarted {delay:.2f}s after '{exit_msg.split(': ', 1)[-1]}'; NRestarts {n0}->{env.nrestarts(env.worker)}",
+            a.key == "restart" and within(delay, float(a.params["delay"]), 1.5) and env.nrestarts(env.worker) == n0 + 1)
+    wait_for(lambda: ((env.job(job) or {}).get("steps_done") or 0) > done_before + 1, _recovery_timeout(),
+             "the job to make progress again", interval=0.5)
+    t_resumed = time.monotonic()
+    t_done = env.wait_job(job, 60)
+    d.recover_s = t_resumed - t_fail
+    join_all(fs, 30)
+    st = env.job(job) or {}
+    problems = exactly_once(fs, steps)
+    hb = settings_default("heartbeat_timeout_ms") / 1000
+    d.note(f"worker back {t_started - t_fail:.1f} s after SIGKILL; job resumed after {t_resumed - t_fail:.1f} s "
+           f"(heartbeat timeout {hb:g} s + maintenance chance); done after "
+           f"{t_done - t_fail:.1f} s; attempts {st.get('attempts')}")
+    p99 = max((int(x) for x in re.findall(r"≈\s*(\d+)", str(d.sv.sc.comment))), default=int(hb) + 35)
+    d.check(f"job resumes within the doc comment's p99 (≈{p99} s)", f"≤ {p99} s", f"{t_resumed - t_fail:.1f} s",
+            t_resumed - t_fail <= p99 + 5)
+    d.check_loss("No" if not problems and st.get("status") == "done" else "Yes",
+                 "; ".join(problems) or f"resumed after step {done_before}, every event once")
+    d.verify()
+
+
+@row("worker", "manual_restart")
+def test_worker_stopped_or_restarted_mid_job(env: Env, drill: Callable[[str, str], Drill]) -> None:
+    d = drill("worker", "manual_restart")
+    s = env.s
+    d.mechanism = "systemctl restart, then systemctl stop + start, each mid-job (3 jobs, 2 threads)"
+    steps = 6
+    jobs = [submit_job(s.http, steps, 1.0) for _ in range(3)]
+    fs = followers_for(env, jobs, 120)
+    wait_for(lambda: sum(((env.job(j) or {}).get("steps_done") or 0) >= 1 for j in jobs) >= 2, 30, "2 jobs running")
+    a = d.sv.action
+    assert a is not None
+    cur = s.journal_cursor()
+    s.systemctl("restart", env.worker, timeout=200)
+    stop_s, killed = stop_start_events(env, cur, env.worker)
+    d.check("auto-action (restart)", expected_action_text(d.sv),
+            f"stopped in {stop_s:.2f}s{' then ' + '; '.join(killed) if killed else ' by SIGTERM (no SIGKILL)'}, started again",
+            stop_s < float(a.params["stop_timeout"]) and not killed and s.active_state(env.worker) == "active")
+    d.note(f"`systemctl restart`: the unit stopped in {stop_s:.2f} s")
+    # `systemctl stop`: how fast the running jobs are handed back, the unit stays down (no Restart=),
+    # the jobs wait, `start` resumes them.
+    wait_for(lambda: sum(((env.job(j) or {}).get("status")) == "running" for j in jobs) >= 1, 30, "a job running again")
+    running = [j for j in jobs if (env.job(j) or {}).get("status") == "running"]
+    cur = s.journal_cursor()
+    stopper = threading.Thread(target=s.systemctl, args=("stop", env.worker), kwargs={"timeout": 200})
+    t_stop = time.monotonic()
+    stopper.start()
+    t_back = wait_for(lambda: all((env.job(j) or {}).get("status") == "queued" for j in running) and time.monotonic(),
+                      30, "the running jobs back to queued", interval=0.05)
+    stopper.join(200)
+    stop2_s, killed2 = stop_events(env, cur, env.worker)
+    m_lim = re.search(r"<\s*(\d+(?:[.,]\d+)?)", str(d.sv.sc.comment))
+    limit = float(m_lim.group(1).replace(",", ".")) if m_lim else 2.0
+    d.check(f"task interrupted between steps, message back in the queue (doc comment: < {limit:g} s)",
+            f"< {limit:g} s",
+            f"{len(running)} running job(s) queued again {t_back - t_stop:.2f} s after `systemctl stop`; the unit "
+            f"stopped in {stop2_s:.2f} s{' then ' + '; '.join(killed2) if killed2 else ''}",
+            t_back - t_stop < limit and not killed2)
+    statuses = [(env.job(j) or {}).get("status") for j in jobs]
+    time.sleep(float(a.params["delay"]) + 2)
+    stayed = s.active_state(env.worker)
+    d.check("after `systemctl stop` (Restart= not triggered)", f"inactive for RestartSec+2 = {float(a.params['delay']) + 2:g}s",
+            f"{stayed}; job statuses {statuses}", stayed == "inactive" and "running" not in statuses)
+    s.systemctl("start", env.worker)
+    for j in jobs:
+        env.wait_job(j, 90)
+    d.recover_s = time.monotonic() - t_stop
+    join_all(fs, 30)
+    problems = exactly_once(fs, steps)
+    attempts = [(env.job(j) or {}).get("attempts") for j in jobs]
+    d.check_loss("No" if not problems else "Yes", "; ".join(problems) or f"3 jobs done, every event once, attempts {attempts}")
+    d.verify()
+
+
+@row("worker", "condition_skip")
+def test_worker_start_while_redis_unavailable(env: Env, drill: Callable[[str, str], Drill]) -> None:
+    d = drill("worker", "condition_skip")
+    s = env.s
+    d.mechanism = ("Redis stopped and masked (it cannot be started: a plain `systemctl stop` is undone by the "
+                   "worker's Wants=), then systemctl start of the worker")
+    s.systemctl("stop", env.worker)
+    job = submit_job(s.http, 2, 0.2)
+    s.systemctl("mask", "--runtime", env.redis)
+    s.systemctl("stop", env.redis)
+    n0 = env.nrestarts(env.worker)
+    cur = s.journal_cursor()
+    t0 = time.monotonic()
+    r = s.systemctl("start", env.worker, check=False)
+    a = d.sv.action
+    assert a is not None
+    state, result, failed = (s.active_state(env.worker), s.prop(env.worker, "Result"),
+                             s.systemctl("is-failed", env.worker, check=False).stdout.strip())
+    precheck = s.run(["tail", "-n", "1", env.f.service("worker").stdout_path]).stdout.strip()
+    code, _ = env.healthcheck()
+    d.check_hc(code)
+    time.sleep(max(0.0, t0 + float(a.params["delay"]) + 3 - time.monotonic()))
+    ev = env.events(cur, env.worker)
+    attempts = [e for e in ev if e.get("MESSAGE_ID") == MSG_SKIPPED]
+    d.check("auto-action", expected_action_text(d.sv),
+            f"systemctl start exit {r.returncode}; {state} (is-failed: {failed}), Result={result}; "
+            f"{len(attempts)} skipped start(s) in {float(a.params['delay']) + 3:g}s, "
+            f"NRestarts {n0}->{env.nrestarts(env.worker)}; precheck said '{precheck[:60]}'",
+            state == "inactive" and failed != "failed" and result == "exec-condition" and len(attempts) == 1
+            and env.nrestarts(env.worker) == n0)
+    # Redis is back: does the worker come back without a human? (doc: no, a human must start it)
+    s.systemctl("unmask", "--runtime", env.redis)
+    s.systemctl("start", env.redis)
+    t_back = time.monotonic()
+    time.sleep(float(a.params["delay"]) + 5)
+    alone = s.active_state(env.worker)
+    d.check("after Redis is back (doc: a human must start the worker)",
+            f"still inactive after RestartSec+5 = {float(a.params['delay']) + 5:g}s", alone, alone == "inactive")
+    s.systemctl("start", env.worker)  # the doc's manual action
+    env.wait_job(job, 60)
+    d.recover_s = time.monotonic() - t_back
+    d.check_loss("No" if env.job(job) else "Yes", "the queued job survived and finished after the manual start")
+    d.verify()
+
+
+@row("worker", "condition_error")
+def test_worker_precheck_broken(env: Env, drill: Callable[[str, str], Drill]) -> None:
+    d = drill("worker", "condition_error")
+    s, f = env.s, env.f
+    d.mechanism = "ZACHOT_REDIS_URL=bogus://nowhere in the env file"
+    a = d.sv.action
+    assert a is not None
+    s.run(f"sed -i 's|^ZACHOT_REDIS_URL=.*|ZACHOT_REDIS_URL=bogus://nowhere|' {f.project.env_file}")
+    n0 = env.nrestarts(env.worker)
+    cur = s.journal_cursor()
+    t0 = time.monotonic()
+    r = s.systemctl("restart", env.worker, check=False)
+    wait_for(lambda: first(env.events(cur, env.worker), MSG_FAILURE_RESULT), 30, "the start to fail")
+    state = f"{s.active_state(env.worker)}/{s.prop(env.worker, 'SubState')}"
+    is_failed = s.systemctl("is-failed", env.worker, check=False).stdout.strip()
+    ev = env.events(cur, env.worker)
+    cond_exit = [str(e["MESSAGE"]).split(": ", 1)[-1] for e in ev if e.get("MESSAGE_ID") == MSG_PROCESS_EXIT]
+    fail = first(ev, MSG_FAILURE_RESULT)
+    assert fail is not None
+    again = wait_for(lambda: first(env.events(cur, env.worker), MSG_STARTING, after=t_of(fail)),
+                     float(a.params["delay"]) + 15, "the automatic restart")
+    delay = t_of(again) - t_of(fail)
+    d.check("auto-action", expected_action_text(d.sv),
+            f"systemctl restart exit {r.returncode}; '{str(fail['MESSAGE']).split(': ', 1)[-1]}' "
+            f"({'; '.join(cond_exit)}); then {state}, is-failed: {is_failed}; restarted {delay:.2f}s later",
+            any("status=255" in c for c in cond_exit) and "exit-code" in str(fail["MESSAGE"])
+            and within(delay, float(a.params["delay"]), 1.5))
+    d.check("detection `systemctl status` (doc: failed)", "failed", f"{state} (is-failed: {is_failed})",
+            is_failed == "failed")
+    doc_cmd = re.search(r"`([^`]*redis_check\.py; echo \$\?)`", str(d.sv.sc.detection))
+    assert doc_cmd, d.sv.sc.detection
+    out = s.run(doc_cmd.group(1), check=False).stdout.strip().splitlines()
+    d.check(f"detection `{doc_cmd.group(1)}`", "255", f"{out[-1] if out else '?'} ({out[0][:60] if out else ''})",
+            bool(out) and out[-1] == "255")
+    # manual action, as a person reading `systemctl status` (activating (auto-restart)) would do it:
+    # fix the env file, then reset-failed && start (not while a restart attempt is running)
+    wait_for(lambda: s.prop(env.worker, "SubState") == "auto-restart", float(a.params["delay"]) + 15,
+             "the worker waiting to restart")
+    s.run(["tee", f.project.env_file], input="".join(ln + "\n" for ln in env.dep.env_file_lines))
+    manual = re.search(r"`(systemctl reset-failed [^`]+)`", str(d.sv.sc.manual_action))
+    assert manual, d.sv.sc.manual_action
+    s.run(manual.group(1), timeout=120)
+    wait_for(lambda: s.active_state(env.worker) == "active", 30, "worker active")
+    d.recover_s = time.monotonic() - t0
+    d.note(f"NRestarts {n0}->{env.nrestarts(env.worker)} before the fix")
+    d.check_loss("No", "no job involved; queued jobs wait in Redis")
+    d.verify()
+
+
+@row("worker", "hang")
+def test_worker_hung(env: Env, drill: Callable[[str, str], Drill]) -> None:
+    d = drill("worker", "hang")
+    s = env.s
+    d.mechanism = "SIGSTOP to the dramatiq worker process (main process alive)"
+    steps = 5
+    job = submit_job(s.http, steps, 1.0)
+    fs = followers_for(env, [job], 120)
+    env.wait_progress(job, 1)
+    main, n0 = s.main_pid(env.worker), env.nrestarts(env.worker)
+    child = s.children_of(main)[0]
+    t_fail = time.monotonic()
+    s.run(["kill", "-STOP", str(child)])
+    at = (env.job(job) or {}).get("steps_done")
+    code, _ = env.healthcheck()
+    d.check_hc(code)
+    time.sleep(max(0.0, t_fail + 6 - time.monotonic()))
+    still = (env.job(job) or {}).get("steps_done")
+    d.check("auto-action", expected_action_text(d.sv),
+            f"after 6s: {s.active_state(env.worker)}, same PID {s.main_pid(env.worker) == main}, "
+            f"NRestarts {n0}->{env.nrestarts(env.worker)}; job stuck at step {still}",
+            s.active_state(env.worker) == "active" and s.main_pid(env.worker) == main
+            and env.nrestarts(env.worker) == n0 and still == at)
+    age = worker_heartbeat_age(s)
+    d.note(f"the healthcheck says OK only while the frozen worker's last heartbeat is younger than "
+           f"ZACHOT_BROKER_HEARTBEAT_TIMEOUT_MS (now {age:.0f} s old); after that it says DEGRADED (1)")
+    s.run(["kill", "-CONT", str(child)])  # not the doc's `systemctl restart`: see the report
+    env.wait_job(job, 60)
+    d.recover_s = time.monotonic() - t_fail
+    join_all(fs, 30)
+    problems = exactly_once(fs, steps)
+    d.check_loss("No" if not problems else "Yes", "; ".join(problems) or "job went on after SIGCONT, every event once")
+    d.verify()
+
+
+@row("worker", "crash_loop")
+def test_worker_crashes_on_every_start(env: Env, drill: Callable[[str, str], Drill]) -> None:
+    d = drill("worker", "crash_loop")
+    d.mechanism = "drop-in Environment=ZACHOT_JOB_TTL_SECONDS=not-a-number (import of app.actors fails, exit 2)"
+    _crash_loop(env, d, env.worker, "ZACHOT_JOB_TTL_SECONDS", hc=True)
+    d.verify()
+
+
+# ============================================================================================
+# Queue
+# ============================================================================================
+
+@row("queue", "Очередь растёт (worker не успевает)")
+def test_queue_grows(env: Env, drill: Callable[[str, str], Drill]) -> None:
+    d = drill("queue", "Очередь растёт (worker не успевает)")
+    s = env.s
+    runner = env.f.service("worker").svc.runner
+    capacity = runner.processes * runner.threads
+    d.mechanism = f"{capacity + 4} jobs for {capacity} worker threads"
+    n0 = env.nrestarts(env.worker)
+    jobs = [submit_job(s.http, 3, 1.0) for _ in range(capacity + 4)]
+    time.sleep(1.5)
+    queued = sum((env.job(j) or {}).get("status") == "queued" for j in jobs)
+    code, out = env.healthcheck()
+    depth = re.search(r"pending=(\d+) in_flight=(\d+)", out)
+    d.check_hc(code)
+    d.check("detection: queue depth in the healthcheck output", f"≥ {4} waiting",
+            f"{depth.group(0) if depth else '?'}; {queued} jobs queued", queued >= 4 and depth is not None)
+    t0 = time.monotonic()
+    for j in jobs:
+        env.wait_job(j, 60)
+    d.recover_s = time.monotonic() - t0
+    d.check("auto-action", "(spec text) " + str(d.sv.sc.auto_action),
+            f"worker untouched (NRestarts {n0}->{env.nrestarts(env.worker)}), all jobs waited and ran",
+            env.nrestarts(env.worker) == n0)
+    d.check_loss("No", f"{len(jobs)} jobs done")
+    d.verify()
+
+
+@row("queue", "Задача падает при каждой попытке")
+def test_job_fails_on_every_attempt(env: Env, drill: Callable[[str, str], Drill]) -> None:
+    d = drill("queue", "Задача падает при каждой попытке")
+    s = env.s
+    d.mechanism = "a job whose hash has steps_done='' (corrupt): every attempt raises in the worker"
+    s.systemctl("stop", env.worker)
+    job = submit_job(s.http, 2, 0.1)
+    r = s.redis()
+    r.hset(f"zachot:job:{job}", "steps_done", "")
+    err_log = env.f.service("worker").stderr_path
+    offset = s.file_stat(err_log)[3]  # only this drill's lines: the worker runs nothing else meanwhile
+    t0 = time.monotonic()
+    s.systemctl("start", env.worker)
+    max_retries = settings_default("job_max_retries")
+    env.wait_job(job, 150, status="failed")
+    d.recover_s = time.monotonic() - t0
+    st = env.job(job) or {}
+    log_text = s.read(err_log)[offset:].decode(errors="replace")
+    retries = re.findall(r"Retrying message \S+ in (\d+) milliseconds", log_text)
+    doc_cmd = re.search(r"`(redis-cli [^`]+)`", str(d.sv.sc.detection))
+    assert doc_cmd, d.sv.sc.detection
+    xq = s.run(doc_cmd.group(1)).stdout.strip()
+    r.close()
+    d.check("auto-action: retried with exponential backoff", "(spec text) " + str(d.sv.sc.auto_action),
+            f"{len(retries)} retries after {', '.join(f'{int(x) / 1000:.1f}s' for x in retries)}; then status "
+            f"{st.get('status')} after {st.get('failures')} failures (ZACHOT_JOB_MAX_RETRIES={max_retries})",
+            len(retries) >= 1 and all(int(b) >= int(a) for a, b in zip(retries, retries[1:], strict=False)))
+    d.check(f"…then dead-lettered: `{doc_cmd.group(1)}`", "≥ 1", xq, xq.isdigit() and int(xq) >= 1)
+    d.check_loss("No", f"job visible as failed: {str(st.get('error'))[:60]}")
+    d.verify()
+
+
+@row("queue", "Данные Redis потеряны (диск, FLUSHALL, потеря сервера)")
+def test_redis_data_lost(env: Env, drill: Callable[[str, str], Drill]) -> None:
+    d = drill("queue", "Данные Redis потеряны (диск, FLUSHALL, потеря сервера)")
+    s = env.s
+    d.mechanism = "redis-cli FLUSHALL"
+    job = submit_job(s.http, 1, 0)
+    env.wait_job(job, 30)
+    n0 = {u: env.nrestarts(u) for u in (env.redis, env.api, env.worker)}
+    t0 = time.monotonic()
+    s.run(["redis-cli", "FLUSHALL"])
+    gone = s.http.get(f"/jobs/{job}").status_code
+    doc_cmd = re.search(r"`(redis-cli [^`]+)`", str(d.sv.sc.detection))
+    assert doc_cmd, d.sv.sc.detection
+    size = s.run(doc_cmd.group(1)).stdout.strip()
+    time.sleep(3)
+    d.check("symptoms: GET /jobs/{id}", 404, gone)
+    n1 = {u: env.nrestarts(u) for u in n0}
+    d.check("auto-action", "(spec text) " + str(d.sv.sc.auto_action),
+            f"nothing restarted ({n0 == n1}); `{doc_cmd.group(1)}` = {size}",
+            n0 == n1 and all(s.active_state(u) == "active" for u in n0))
+    new = submit_job(s.http, 1, 0)
+    env.wait_job(new, 30)
+    d.recover_s = time.monotonic() - t0
+    d.check_loss("Yes" if gone == 404 else "No", "the job and its events are gone; new jobs run")
+    d.verify()
+
+
+# ============================================================================================
+
+def test_every_failure_matrix_row_has_a_drill(facts: Facts) -> None:
+    """A new row in spec/failures.yaml needs a drill here (or a reason it cannot have one)."""
+    rows = {(c, sv.sc.event or sv.sc.failure) for c, svs in facts.plan.scenarios.items() for sv in svs}
+    missing = sorted(rows - set(DRILLED))
+    stale = sorted(set(DRILLED) - rows)
+    assert not missing and not stale, f"rows without a drill: {missing}; drills without a row: {stale}"
