@@ -5,7 +5,11 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 
-.PHONY: render test check validate lint venv clean
+# Server tests (tests/server: a booted Debian 12 under systemd-nspawn, ~11 min, root) are
+# deselected from `make test` until their failure drills pass; run them with `make server-test`.
+PYTEST_ARGS ?= -m "not server"
+
+.PHONY: render test check validate lint server-test venv clean
 
 $(BIN)/zachot-gen: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +39,11 @@ test: venv
 	$(BIN)/ruff check generator app tests scripts
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+server-test: venv
+	./scripts/install-system-deps.sh
+	./scripts/server/install-host-deps.sh
+	$(BIN)/pytest -m server tests/server
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
