@@ -14,11 +14,6 @@ command -v logrotate      >/dev/null 2>&1 || need+=(logrotate)
 command -v faketime       >/dev/null 2>&1 || need+=(faketime)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 ls /usr/lib/*/libnss_wrapper.so >/dev/null 2>&1 || need+=(libnss-wrapper)
-[ ${#need[@]} -eq 0 ] && exit 0
-
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-echo "install-system-deps: installing ${need[*]}" >&2
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+. "$(dirname "$0")/apt-install-missing.sh"
+apt_install_missing install-system-deps "${need[@]}"
 # Debian starts the packaged redis-server on :6379; the tests start their own and never use it.

@@ -11,10 +11,5 @@ need=()
 command -v debootstrap     >/dev/null 2>&1 || need+=(debootstrap)
 command -v systemd-nspawn  >/dev/null 2>&1 || need+=(systemd-container)
 command -v nsenter         >/dev/null 2>&1 || need+=(util-linux)
-[ ${#need[@]} -eq 0 ] && exit 0
-
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-echo "install-host-deps: installing ${need[*]}" >&2
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+. "$(dirname "$0")/../apt-install-missing.sh"
+apt_install_missing install-host-deps "${need[@]}"
