@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import shlex
@@ -17,6 +18,7 @@ import testserver as ts
 from testserver import REPO, Runbook, Server, ServerError, log, wait_for
 
 from generator import Build
+from generator.i18n import Catalog, load_catalog
 from generator.planner import HealthcheckView, ScenarioView, ServiceView, UnitFacts
 
 
@@ -98,25 +100,17 @@ def worker_heartbeat_age(server: Server) -> float | None:
 RISK_ORDER = {"No": 0, "Partial": 1, "Yes": 2}
 
 
+@functools.cache
+def _english() -> Catalog:
+    return load_catalog(REPO / "templates", "en")
+
+
 def expected_action_text(sv: ScenarioView) -> str:
-    """A short English rendering of the plan's auto-action (the doc says the same in its language)."""
+    """The doc's "systemd auto-action" sentence for the row, in English: the same label and
+    parameters the failure-matrix template renders (templates/i18n/en.yaml, ``auto_action.*``)."""
     if sv.action is None:
         return f"(spec text) {sv.sc.auto_action}"
-    p = sv.action.params_text
-    return {
-        "restart": "restart after {delay}s (Restart={policy})",
-        "restart_then_limit": "restart every {delay}s; start-limit-hit after {burst} starts/{interval}s "
-                              "(≈{gives_up_after}s)",
-        "restart_forever": "restart every {delay}s forever",
-        "no_restart": "no restart",
-        "stop_only": "stopped, no restart",
-        "stop_start": "{signal} to main, ≤{stop_timeout}s, then start",
-        "nothing": "nothing (process alive)",
-        "skip": "start skipped: inactive, not failed, no Restart=",
-        "fail_then_restart": "failed; restart after {delay}s (limit {burst}/{interval}s)",
-        "fail_no_restart": "failed, no restart",
-        "stopped_with_dependency": "stopped with its dependency",
-    }.get(sv.action.key, sv.action.key).format(**p)
+    return _english()(f"auto_action.{sv.action.key}", **sv.action.params_text)
 
 
 @dataclass
