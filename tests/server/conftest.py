@@ -1,6 +1,6 @@
 """Server tests: deploy build/ on a booted Debian 12 (systemd 252 as PID 1) and run the failure drills.
 
-Marker ``server`` (registered here). They run as root: debootstrap, overlayfs, systemd-nspawn.
+Marker ``server`` (registered in pyproject.toml). They run as root: debootstrap, overlayfs, systemd-nspawn.
 Missing host tools are installed with scripts/server/install-host-deps.sh. The only way to skip
 them is explicit: ``ZACHOT_SKIP_SERVER=1`` (or deselect with ``-m "not server"``).
 
@@ -32,9 +32,6 @@ INSTALL_HOST_DEPS = REPO / "scripts" / "server" / "install-host-deps.sh"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "server: boots a Debian 12 test server with systemd-nspawn (root; "
-        f"{SKIP_ENV}=1 skips them)")
     config.stash[_DRILLS] = []
     config.stash[_TIMINGS] = {}
 
