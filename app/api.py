@@ -29,7 +29,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from app.broker import CONNECT_TIMEOUT_SECONDS, build_broker
-from app.progress import JOB_ID_RE, JobStore, job_key, job_status_from_hash
+from app.progress import JOB_ID_RE, CorruptJob, JobStore, job_key, job_status_from_hash
 from app.settings import QUEUE_NAME, RUN_JOB_ACTOR, Settings, load_settings
 from app.sse import POLL_SECONDS, BadLastEventId, job_events, parse_last_event_id
 
@@ -110,6 +110,11 @@ def _error(status: int, code: str, detail: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": code, "detail": detail})
 
 
+def _corrupt(job_id: str, exc: CorruptJob) -> JSONResponse:
+    log.error("job %s: %s", job_id, exc)
+    return _error(500, "job_record_corrupt", f"job {job_id}: {exc}")
+
+
 @app.exception_handler(RedisError)
 async def _redis_error(request: Request, exc: RedisError) -> JSONResponse:
     """Map any Redis failure to 503 ``{"error": "redis_unavailable", "detail": ...}``."""
@@ -173,13 +178,18 @@ def _not_found(job_id: str) -> JSONResponse:
 
 @app.get("/jobs/{job_id}")
 async def get_job(job_id: str, request: Request) -> JSONResponse:
-    """Return 200 with the job's status JSON, or 404 ``{"error": "job_not_found"}``."""
+    """Return 200 with the job's status JSON, 404 ``{"error": "job_not_found"}``, or 500
+    ``{"error": "job_record_corrupt", "detail": <field and value>}`` when the job hash holds a
+    non-number in a counter field (edited by hand); the error is logged."""
     if not JOB_ID_RE.match(job_id):
         return _not_found(job_id)
     raw = await cast("Awaitable[dict[str, str]]", _state(request).aredis.hgetall(job_key(job_id)))
     if not raw:
         return _not_found(job_id)
-    return JSONResponse(job_status_from_hash(raw))
+    try:
+        return JSONResponse(job_status_from_hash(raw))
+    except CorruptJob as exc:
+        return _corrupt(job_id, exc)
 
 
 @app.get("/jobs/{job_id}/events", response_model=None)
@@ -191,7 +201,8 @@ async def job_events_sse(
     """Stream the job's events as ``text/event-stream`` (see :mod:`app.sse`).
 
     Returns:
-        200 SSE stream; 404 unknown job; 400 ``{"error": "bad_last_event_id"}``
+        200 SSE stream; 404 unknown job; 500 ``job_record_corrupt`` when the
+        job's ``last_seq`` is not a number; 400 ``{"error": "bad_last_event_id"}``
         when Last-Event-ID / ``last_event_id`` is not an integer or lies after
         the job's last event.
     """
@@ -206,9 +217,12 @@ async def job_events_sse(
                                   st.aredis.hmget(job_key(job_id), ["status", "last_seq"]))
     if status is None:
         return _not_found(job_id)
-    if after > int(last_seq or 0):
-        return _error(400, "bad_last_event_id",
-                      f"Last-Event-ID {after} is after the job's last event {int(last_seq or 0)}")
+    try:
+        last = int(last_seq or 0)
+    except ValueError:
+        return _corrupt(job_id, CorruptJob("last_seq", str(last_seq)))
+    if after > last:
+        return _error(400, "bad_last_event_id", f"Last-Event-ID {after} is after the job's last event {last}")
     return StreamingResponse(
         job_events(st.aredis, job_id, after, st.settings.sse_keepalive_seconds, st.shutdown),
         media_type="text/event-stream",

@@ -146,6 +146,17 @@ def _dec(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+class CorruptJob(ValueError):
+    """A job hash field that should hold a number (or JSON) holds something else.
+
+    Attributes: ``field`` (the hash field), ``value`` (what it holds, as text).
+    """
+
+    def __init__(self, field: str, value: str) -> None:
+        super().__init__(f"job hash field {field!r} is not valid: {value[:64]!r}")
+        self.field, self.value = field, value
+
+
 def job_status_from_hash(raw: Mapping[Any, Any]) -> dict[str, Any]:
     """Convert a job hash as returned by HGETALL into the API's status JSON.
 
@@ -157,12 +168,24 @@ def job_status_from_hash(raw: Mapping[Any, Any]) -> dict[str, Any]:
         timestamps, the decoded ``result`` object, None for missing fields.
 
     Raises:
-        ValueError: a numeric field is not a number (corrupt hash).
+        CorruptJob: a numeric field is not a number, or ``result`` is not JSON
+            (a hash edited by hand or by another program).
     """
     h = {_dec(k): _dec(v) for k, v in raw.items()}
 
     def num(name: str, conv: type[int] | type[float]) -> int | float | None:
-        return conv(h[name]) if h.get(name, "") != "" else None
+        if h.get(name, "") == "":
+            return None
+        try:
+            return conv(h[name])
+        except ValueError:
+            raise CorruptJob(name, h[name]) from None
+
+    def result() -> Any:
+        try:
+            return json.loads(h["result"]) if h.get("result") else None
+        except ValueError:
+            raise CorruptJob("result", h["result"]) from None
 
     return {
         "id": h.get("id"),
@@ -174,7 +197,7 @@ def job_status_from_hash(raw: Mapping[Any, Any]) -> dict[str, Any]:
         "attempts": num("attempts", int) or 0,
         "failures": num("failures", int) or 0,
         "worker": h.get("worker") or None,
-        "result": json.loads(h["result"]) if h.get("result") else None,
+        "result": result(),
         "error": h.get("error") or None,
         "created_at": num("created_at", float),
         "started_at": num("started_at", float),

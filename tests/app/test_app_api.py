@@ -97,7 +97,7 @@ def test_reconnect_with_last_event_id_resumes_without_gaps_or_duplicates(
         assert time.monotonic() - t0 < 3
 
 
-def test_bad_requests_get_4xx_with_clear_json_body(start_api: Callable[..., Api]) -> None:
+def test_bad_requests_get_4xx_with_clear_json_body(redis_server: RedisServer, start_api: Callable[..., Api]) -> None:
     api = start_api(**SSE_ENV)
     with api.client() as c:
         for body, field in [({"steps": 0, "step_seconds": 1}, "steps"), ({"steps": 1001, "step_seconds": 1}, "steps"),
@@ -118,6 +118,16 @@ def test_bad_requests_get_4xx_with_clear_json_body(start_api: Callable[..., Api]
 
         job = create_job(c, steps=3, step_seconds=0)  # no worker: stays queued
         assert c.get(f"/jobs/{job}").json()["status"] == "queued"
+
+        # a job hash edited by hand: a clear JSON 500 naming the field, not a traceback
+        broken = create_job(c, steps=3, step_seconds=0)
+        rc = redis_server.client()
+        rc.hset(f"zachot:job:{broken}", mapping={"steps_done": "three", "last_seq": "x"})
+        rc.close()
+        for path in (f"/jobs/{broken}", f"/jobs/{broken}/events"):
+            r = c.get(path)
+            assert r.status_code == 500 and r.json()["error"] == "job_record_corrupt", (path, r.text)
+        assert "'steps_done'" in c.get(f"/jobs/{broken}").json()["detail"]
         for headers, params in [({"Last-Event-ID": "abc"}, {}), ({}, {"last_event_id": "-1"}),
                                 ({"Last-Event-ID": "1.5"}, {}), ({"Last-Event-ID": "5"}, {})]:
             r = c.get(f"/jobs/{job}/events", headers=headers, params=params)
