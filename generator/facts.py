@@ -72,9 +72,11 @@ def facts_of(spec: Spec) -> Mapping[str, str]:
     Input: a validated spec. Output: a name -> text mapping: project paths (``env_file``,
     ``venv``, ``python``, ``repo``, ``logs_dir``, ...), per service ``<name>.unit``,
     ``<name>.unit_path``, ``<name>.stdout``, ``<name>.stderr``, ``<name>.logrotate``,
-    ``<name>.rotate``; per external unit ``<name>.unit``; per healthcheck ``<name>.command``
-    (the bare command) and ``<name>.run`` (as the service user with the env file, via
-    systemd-run); ``enable_units``, ``env_dir``.
+    ``<name>.rotate``, ``<name>.restart_policy`` (the Restart= value); per external unit
+    ``<name>.unit``, ``<name>.restart_policy`` and, if declared, ``<name>.stop_timeout``
+    (`infinity` or e.g. `90s`, in TimeoutStopSec='s notation); per healthcheck
+    ``<name>.command`` (the bare command) and ``<name>.run`` (as the service user with the
+    env file, via systemd-run); ``enable_units``, ``env_dir``.
     """
     p = spec.project
     out: dict[str, str] = {
@@ -95,6 +97,7 @@ def facts_of(spec: Spec) -> Mapping[str, str]:
     }
     for name, svc in spec.services.items():
         out[f"{name}.unit"] = f"{svc.unit}.service"
+        out[f"{name}.restart_policy"] = svc.restart.policy
         out[f"{name}.unit_path"] = layout.unit_path(svc.unit)
         out[f"{name}.stdout"] = f"{p.logs_dir}/{svc.logs.stdout}"
         out[f"{name}.stderr"] = f"{p.logs_dir}/{svc.logs.stderr}"
@@ -103,6 +106,11 @@ def facts_of(spec: Spec) -> Mapping[str, str]:
             out[f"{name}.rotate"] = str(spec.log_policies[svc.logs.policy].rotate)
     for name, ext in spec.external_units.items():
         out[f"{name}.unit"] = f"{ext.unit}.service"
+        out[f"{name}.restart_policy"] = ext.restart.policy
+        if ext.stop_timeout_sec is not None:
+            out[f"{name}.stop_timeout"] = (
+                "infinity" if ext.stop_timeout_sec == "infinity" else f"{ext.stop_timeout_sec:g}s"
+            )
     for name in spec.healthchecks:
         out[f"{name}.command"] = " ".join(healthcheck_argv(spec, name))
         out[f"{name}.run"] = " ".join(healthcheck_run(spec, name))

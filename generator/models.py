@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator
 
 __all__ = [
     "AbsPath",
@@ -121,6 +121,21 @@ UnitText = Annotated[str, Field(min_length=1), AfterValidator(_unit_text)]
 """Free text written into a unit file (Description=, Environment= values): one line."""
 ServiceUser = Annotated[str, Field(pattern=_USER), AfterValidator(_not_root)]
 Seconds = Annotated[float, Field(gt=0, le=86400 * 7)]
+
+
+def _stop_timeout(value: object) -> float | str:
+    if value == "infinity":
+        return "infinity"
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 86400 * 7:
+        return float(value)
+    raise ValueError(
+        "want seconds (> 0, at most 7 days) or `infinity`; a packaged TimeoutStopSec=0 (no stop "
+        "timeout, systemd.service(5)) is written `infinity`"
+    )
+
+
+StopTimeout = Annotated[float | Literal["infinity"], PlainValidator(_stop_timeout)]
+"""TimeoutStopSec=: seconds, or `infinity` (systemd never sends the final SIGKILL)."""
 
 
 class _Model(BaseModel):
@@ -320,6 +335,10 @@ class ExternalUnit(_Model):
     """Where the unit file comes from (a package)."""
     restart: Restart
     """Its restart settings as packaged, used to derive the failure matrix."""
+    stop_timeout_sec: StopTimeout | None = None
+    """TimeoutStopSec= as packaged (seconds), or `infinity` when systemd never sends the final
+    SIGKILL (systemd.service(5); the packaged `TimeoutStopSec=0` means the same). Quoted in
+    prose as ``${<name>.stop_timeout}``."""
     persistence: Text
     """What survives a restart of it (e.g. Redis RDB/AOF settings)."""
 

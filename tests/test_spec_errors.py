@@ -262,3 +262,16 @@ def test_missing_section_says_no_file_defines_it(tmp_path: Path) -> None:
     problems = _problems(tmp_path, BASE[:start] + BASE[end:])
     assert any("log_policies: missing required section 'log_policies': no spec file defines it" in p
                for p in problems), problems
+
+
+@pytest.mark.parametrize("value", ["forever", "0", "-5", "true"])
+def test_external_stop_timeout_takes_seconds_or_infinity(tmp_path: Path, value: str) -> None:
+    text = (SPEC_CASES["worker_split_group"] / "spec.yaml").read_text()
+    old = "    restart: {policy: always, delay_sec: 0.1, start_limit_interval_sec: 10, start_limit_burst: 5}\n"
+    assert old in text, "the fixture changed; update the case"
+    text = text.replace(old, old + f"    stop_timeout_sec: {value}\n", 1)
+    problems = _problems(tmp_path, text)
+    line = line_of(text, f"stop_timeout_sec: {value}")
+    assert any(p.startswith(f"spec/spec.yaml:{line}:") and "external_units.broker.stop_timeout_sec: want seconds" in p
+               and "`infinity`" in p for p in problems), problems
+    assert len(problems) == 1, problems  # one message, not one per member of the union
