@@ -405,15 +405,33 @@ def test_redis_hung(env: Env, drill: Callable[[str, str], Drill]) -> None:
             f"after 6s: {s.active_state(env.redis)}, same PID {s.main_pid(env.redis) == pid}, "
             f"NRestarts {n0}->{env.nrestarts(env.redis)}",
             s.active_state(env.redis) == "active" and s.main_pid(env.redis) == pid and env.nrestarts(env.redis) == n0)
-    d.note(f"Debian's {env.redis} has TimeoutStopSec={s.prop(env.redis, 'TimeoutStopUSec')}: a restart of a Redis "
-           "that never handles SIGTERM would wait for ever (a SIGSTOPped one gets SIGCONT after SIGTERM and exits)")
+    ext = env.f.unit("redis").external
+    assert ext is not None
+    want_stop = "infinity" if ext.stop_timeout_sec == "infinity" else f"{ext.stop_timeout_sec:g}s"
+    d.check("TimeoutStopSec= of the packaged unit (spec: stop_timeout_sec)", want_stop,
+            s.prop(env.redis, "TimeoutStopUSec"))
     t0 = time.monotonic()
     s.systemctl("restart", env.redis, timeout=120)  # the doc's manual action
-    d.note(f"`systemctl restart {env.redis}` of the stopped process took {time.monotonic() - t0:.1f} s")
+    d.note(f"`systemctl restart {env.redis}` of the stopped process took {time.monotonic() - t0:.1f} s "
+           "(systemd sends SIGCONT after SIGTERM, so a SIGSTOPped Redis exits)")
     wait_for(lambda: s.http.get("/readyz").status_code == 200, 30, "/readyz 200")
     d.recover_s = time.monotonic() - t_fail
     env.wait_job(job, 90)
-    d.check_loss("No" if env.job(job) else "Yes",
+    kept = env.job(job) is not None
+    # The doc's fallback for a stop that never ends: SIGKILL, and Restart= brings Redis back.
+    fallback = re.search(r"`(systemctl kill -s SIGKILL [^`]+)`", str(d.sv.sc.manual_action))
+    assert fallback, d.sv.sc.manual_action
+    pid = s.main_pid(env.redis)
+    env.kill(env.redis, "SIGSTOP")
+    s.run(fallback.group(1))
+    wait_for(lambda: s.active_state(env.redis) == "active" and s.main_pid(env.redis) not in (0, pid), 30,
+             "Redis restarted after the fallback SIGKILL")
+    wait_for(lambda: s.http.get("/readyz").status_code == 200, 30, "/readyz 200 after the fallback")
+    state, new_pid = s.active_state(env.redis), s.main_pid(env.redis) != pid
+    d.check(f"fallback `{fallback.group(1)}` on a hung Redis", "Redis back with a new PID (Restart=)",
+            f"{state}, new PID {new_pid}", state == "active" and new_pid)
+    d.note("what the fallback SIGKILL loses is what the Redis OOM drill (also SIGKILL) measures")
+    d.check_loss("No" if kept else "Yes",
                  "job running during the hang finished after the manual restart (SIGTERM let Redis save)")
     d.verify()
 
@@ -528,34 +546,42 @@ def test_api_hung(env: Env, drill: Callable[[str, str], Drill]) -> None:
     d.verify()
 
 
+def start_limit_reached(env: Env, cursor: str | None, unit: str, p: dict[str, Any]) -> tuple[str, bool]:
+    """Wait until systemd refuses to start ``unit`` again ("Start request repeated too quickly",
+    the StartLimitBurst=/StartLimitIntervalSec= of systemd.unit(5)) after ``cursor``; returns
+    (what was observed, whether it matches the plan's ``p``: ``burst`` starts, no sooner than
+    ``gives_up_after`` seconds and no later than that plus 3 s per start, the unit failed)."""
+    s = env.s
+    burst, limit_s = int(p["burst"]), float(p["gives_up_after"])
+
+    def refused() -> dict[str, Any] | None:
+        return next((e for e in env.events(cursor, unit)
+                     if "Start request repeated too quickly" in str(e.get("MESSAGE", ""))), None)
+
+    refusal = wait_for(refused, limit_s * 2 + 60, f"{unit}: start request repeated too quickly", interval=0.5)
+    wait_for(lambda: s.active_state(unit) == "failed", 10, f"{unit} failed")
+    ev = env.events(cursor, unit)
+    starts = [e for e in ev if e.get("MESSAGE_ID") == MSG_STARTING]
+    exits = {str(e.get("MESSAGE")).split(": ", 1)[-1] for e in ev if e.get("MESSAGE_ID") == MSG_PROCESS_EXIT}
+    span = t_of(refusal) - t_of(starts[0])
+    cycle = span / max(1, len(starts))
+    observed = (f"{len(starts)} starts ({', '.join(sorted(exits))}), refused ('Start request repeated too quickly') "
+                f"{span:.1f}s after the first ({cycle:.1f}s per cycle = RestartSec {float(p['delay']):g}s + time to "
+                f"fail), then {s.active_state(unit)}")
+    return observed, len(starts) == burst and limit_s * 0.95 <= span <= limit_s + burst * 3
+
+
 def _crash_loop(env: Env, d: Drill, unit: str, variable: str, hc: bool) -> None:
     """Make every start of ``unit`` fail (a bad ZACHOT_* value in a runtime drop-in) and count
     the starts until systemd gives up with start-limit-hit."""
     s = env.s
     a = d.sv.action
     assert a is not None and a.key == "restart_then_limit", a
-    delay, burst, limit_s = float(a.params["delay"]), int(a.params["burst"]), float(a.params["gives_up_after"])
     env.drop_in(unit, f"[Service]\nEnvironment={variable}=not-a-number\n")
     s.systemctl("reset-failed", unit, check=False)
     cur = s.journal_cursor()
     s.systemctl("restart", unit, check=False)
-
-    def refused() -> dict[str, Any] | None:
-        return next((e for e in env.events(cur, unit)
-                     if "Start request repeated too quickly" in str(e.get("MESSAGE", ""))), None)
-
-    refusal = wait_for(refused, limit_s * 2 + 60, f"{unit}: start request repeated too quickly", interval=0.5)
-    t_limit = time.monotonic()
-    wait_for(lambda: s.active_state(unit) == "failed", 10, f"{unit} failed")
-    ev = env.events(cur, unit)
-    starts = [e for e in ev if e.get("MESSAGE_ID") == MSG_STARTING]
-    exits = {str(e.get("MESSAGE")).split(": ", 1)[-1] for e in ev if e.get("MESSAGE_ID") == MSG_PROCESS_EXIT}
-    span = t_of(refusal) - t_of(starts[0])
-    cycle = span / max(1, len(starts))
-    d.check("auto-action", expected_action_text(d.sv),
-            f"{len(starts)} starts ({', '.join(sorted(exits))}), refused ('Start request repeated too quickly') "
-            f"{span:.1f}s after the first ({cycle:.1f}s per cycle = RestartSec {delay:g}s + time to fail)",
-            len(starts) == burst and limit_s * 0.95 <= span <= limit_s + burst * 3)
+    d.check("auto-action", expected_action_text(d.sv), *start_limit_reached(env, cur, unit, a.params))
     env.check_status_detection(d, unit, cur)
     if hc:  # the state the doc's detection describes: the unit failed, the loop over
         hc_code, _ = env.healthcheck()
@@ -565,6 +591,7 @@ def _crash_loop(env: Env, d: Drill, unit: str, variable: str, hc: bool) -> None:
     s.systemctl("daemon-reload")
     manual = re.search(r"`(systemctl reset-failed [^`]+)`", str(d.sv.sc.manual_action))
     assert manual, d.sv.sc.manual_action
+    t_limit = time.monotonic()
     s.run(manual.group(1), timeout=120)
     wait_for(lambda: s.active_state(unit) == "active", 30, f"{unit} active after the manual action")
     d.recover_s = time.monotonic() - t_limit
@@ -802,13 +829,18 @@ def test_worker_precheck_broken(env: Env, drill: Callable[[str, str], Drill]) ->
     wait_for(lambda: s.prop(env.worker, "SubState") == "auto-restart", float(a.params["delay"]) + 15,
              "the worker waiting to restart")
     env.check_status_detection(d, env.worker, cur)
+    # ...until the start limit (the label's "after {burst} starts in {interval} s it stays failed")
+    if a.params["gives_up_after"] is not None:
+        d.check("start limit", f"failed after {a.params['burst']} starts (≥ {a.params['gives_up_after']} s)",
+                *start_limit_reached(env, cur, env.worker, a.params))
+    n1 = env.nrestarts(env.worker)
     s.run(["tee", f.project.env_file], input="".join(ln + "\n" for ln in env.dep.env_file_lines))
     manual = re.search(r"`(systemctl reset-failed [^`]+)`", str(d.sv.sc.manual_action))
     assert manual, d.sv.sc.manual_action
     s.run(manual.group(1), timeout=120)
     wait_for(lambda: s.active_state(env.worker) == "active", 30, "worker active")
     d.recover_s = time.monotonic() - t0
-    d.note(f"NRestarts {n0}->{env.nrestarts(env.worker)} before the fix")
+    d.note(f"NRestarts {n0}->{n1} before the fix")
     d.check_loss("No", "no job involved; queued jobs wait in Redis")
     d.verify()
 
