@@ -18,11 +18,11 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from server_support import Deployment, Drill, Facts, deploy
+from server_support import ROW_ATTR, Deployment, Drill, Facts, deploy
 from testserver import REPO, Server, log
 
 from generator import build
@@ -107,30 +107,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture
-def drill(request: pytest.FixtureRequest, facts: Facts) -> Iterator[Callable[[str, str], Drill]]:
-    """``drill(component, event_or_failure)`` -> a :class:`Drill` for that failure-matrix row."""
-    made: list[Drill] = []
-
-    def make(component: str, key: str) -> Drill:
-        d = Drill(facts.scenario(component, key), component)
-        made.append(d)
-        request.config.stash[_DRILLS].append(d)
-        log(f"DRILL {d.row}  (expected: {d.expected})")
-        return d
-
+def d(request: pytest.FixtureRequest, facts: Facts) -> Iterator[Drill]:
+    """The :class:`Drill` of the failure-matrix row the test is marked with (``@row``); after the
+    test its outcome is set for the drill table."""
+    component, key = getattr(request.function, ROW_ATTR)
+    drill = Drill(facts.scenario(component, key), component)
+    request.config.stash[_DRILLS].append(drill)
+    log(f"DRILL {drill.row}  (expected: {drill.expected})")
     t0 = time.monotonic()
-    yield make
+    yield drill
     rep = request.node.stash.get(_REPORTS, {}).get("call")
-    for d in made:
-        if rep is None:
-            d.outcome = "error"
-        elif rep.passed:
-            d.outcome = "PASS"
-        elif any(not c.ok for c in d.checks):
-            d.outcome = "FAIL"
-        else:
-            d.outcome = "ERROR"
-            d.notes.append(str(rep.longrepr).strip().splitlines()[-1][:200] if rep.longrepr else "error")
+    if rep is None:
+        drill.outcome = "error"
+    elif rep.passed:
+        drill.outcome = "PASS"
+    elif any(not c.ok for c in drill.checks):
+        drill.outcome = "FAIL"
+    else:
+        drill.outcome = "ERROR"
+        drill.notes.append(str(rep.longrepr).strip().splitlines()[-1][:200] if rep.longrepr else "error")
     log(f"drill test took {time.monotonic() - t0:.1f} s")
 
 

@@ -99,6 +99,9 @@ def worker_heartbeat_age(server: Server) -> float | None:
 
 RISK_ORDER = {"No": 0, "Partial": 1, "Yes": 2}
 
+ROW_ATTR = "drill_row"
+"""Attribute the ``@row`` decorator sets on a drill test: (component, event or failure text)."""
+
 
 @functools.cache
 def _english() -> Catalog:

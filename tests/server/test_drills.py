@@ -27,7 +27,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from server_support import Deployment, Drill, Facts, expected_action_text, wait_services_up, worker_heartbeat_age
+from server_support import (
+    ROW_ATTR,
+    Deployment,
+    Drill,
+    Facts,
+    expected_action_text,
+    wait_services_up,
+    worker_heartbeat_age,
+)
 from testserver import Server, SseFollower, job_status, log, submit_job, wait_for
 
 pytestmark = pytest.mark.server
@@ -48,9 +56,10 @@ DRILLED: dict[tuple[str, str], str] = {}
 
 
 def row(component: str, key: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Mark a test as the drill of one failure-matrix row."""
+    """Mark a test as the drill of one failure-matrix row; its ``d`` fixture is that row's Drill."""
     def deco(fn: Callable[..., None]) -> Callable[..., None]:
         DRILLED[(component, key)] = fn.__name__
+        setattr(fn, ROW_ATTR, (component, key))
         return fn
     return deco
 
@@ -316,24 +325,21 @@ def _redis_killed(env: Env, d: Drill, sig: str) -> None:
 
 
 @row("redis", "crash")
-def test_redis_process_crashed(env: Env, drill: Callable[[str, str], Drill]) -> None:
-    d = drill("redis", "crash")
+def test_redis_process_crashed(env: Env, d: Drill) -> None:
     d.mechanism = "SIGSEGV to redis-server"
     _redis_killed(env, d, "SIGSEGV")
     d.verify()
 
 
 @row("redis", "oom")
-def test_redis_killed_by_oom_killer(env: Env, drill: Callable[[str, str], Drill]) -> None:
-    d = drill("redis", "oom")
+def test_redis_killed_by_oom_killer(env: Env, d: Drill) -> None:
     d.mechanism = "SIGKILL to redis-server, as the OOM killer sends (simulated)"
     _redis_killed(env, d, "SIGKILL")
     d.verify()
 
 
 @row("redis", "manual_stop")
-def test_redis_stopped_by_admin(env: Env, drill: Callable[[str, str], Drill]) -> None:
-    d = drill("redis", "manual_stop")
+def test_redis_stopped_by_admin(env: Env, d: Drill) -> None:
     s = env.s
     d.mechanism = "systemctl stop redis-server"
     job = submit_job(s.http, 8, 0.5)
@@ -385,8 +391,7 @@ def test_redis_stopped_by_admin(env: Env, drill: Callable[[str, str], Drill]) ->
 
 
 @row("redis", "hang")
-def test_redis_hung(env: Env, drill: Callable[[str, str], Drill]) -> None:
-    d = drill("redis", "hang")
+def test_redis_hung(env: Env, d: Drill) -> None:
     s = env.s
     d.mechanism = "SIGSTOP to redis-server"
     job = submit_job(s.http, 6, 0.5)
@@ -468,24 +473,21 @@ def _api_died(env: Env, d: Drill, sig: str) -> None:
 
 
 @row("api", "crash")
-def test_api_crashed(env: Env, drill: Callable[[str, str], Drill]) -> None:
-    d = drill("api", "crash")
+def test_api_crashed(env: Env, d: Drill) -> None:
     d.mechanism = "SIGSEGV to uvicorn (no way to make it exit ≠ 0 mid-run from outside; Restart=on-failure treats both alike)"
     _api_died(env, d, "SIGSEGV")
     d.verify()
 
 
 @row("api", "oom")
-def test_api_killed_by_oom_killer(env: Env, drill: Callable[[str, str], Drill]) -> None:
-    d = drill("api", "oom")
+def test_api_killed_by_oom_killer(env: Env, d: Drill) -> None:
     d.mechanism = "SIGKILL to uvicorn, as the OOM killer sends (simulated)"
     _api_died(env, d, "SIGKILL")
     d.verify()
 
 
 @row("api", "manual_restart")
-def test_api_restarted_with_open_sse_streams(env: Env, drill: Callable[[str, str], Drill]) -> None:
-    d = drill("api", "manual_restart")
+def test_api_restarted_with_open_sse_streams(env: Env, d: Drill) -> None:
     s = env.s
     d.mechanism = "systemctl restart zachot-api with 3 open SSE streams"
     steps = 12
@@ -519,8 +521,7 @@ def test_api_restarted_with_open_sse_streams(env: Env, drill: Callable[[str, str
 
 
 @row("api", "hang")
-def test_api_hung(env: Env, drill: Callable[[str, str], Drill]) -> None:
-    d = drill("api", "hang")
+def test_api_hung(env: Env, d: Drill) -> None:
     s = env.s
     d.mechanism = "SIGSTOP to uvicorn"
     pid, n0 = s.main_pid(env.api), env.nrestarts(env.api)
@@ -599,8 +600,7 @@ def _crash_loop(env: Env, d: Drill, unit: str, variable: str, hc: bool) -> None:
 
 
 @row("api", "crash_loop")
-def test_api_crashes_on_every_start(env: Env, drill: Callable[[str, str], Drill]) -> None:
-    d = drill("api", "crash_loop")
+def test_api_crashes_on_every_start(env: Env, d: Drill) -> None:
     d.mechanism = "drop-in Environment=ZACHOT_SSE_KEEPALIVE_SECONDS=not-a-number (uvicorn exits 3 at startup)"
     _crash_loop(env, d, env.api, "ZACHOT_SSE_KEEPALIVE_SECONDS", hc=False)
     d.verify()
@@ -615,8 +615,7 @@ def _recovery_timeout() -> float:
 
 
 @row("worker", "crash")
-def test_worker_crashed(env: Env, drill: Callable[[str, str], Drill]) -> None:
-    d = drill("worker", "crash")
+def test_worker_crashed(env: Env, d: Drill) -> None:
     s = env.s
     d.mechanism = "SIGKILL to the dramatiq worker process: the main process exits 1"
     steps = 6
@@ -653,8 +652,7 @@ def test_worker_crashed(env: Env, drill: Callable[[str, str], Drill]) -> None:
 
 
 @row("worker", "killed")
-def test_worker_killed_mid_job(env: Env, drill: Callable[[str, str], Drill]) -> None:
-    d = drill("worker", "killed")
+def test_worker_killed_mid_job(env: Env, d: Drill) -> None:
     s = env.s
     d.mechanism = "systemctl kill --signal=SIGKILL (every process of the unit)"
     steps = 8
@@ -694,8 +692,7 @@ def test_worker_killed_mid_job(env: Env, drill: Callable[[str, str], Drill]) -> 
 
 
 @row("worker", "manual_restart")
-def test_worker_stopped_or_restarted_mid_job(env: Env, drill: Callable[[str, str], Drill]) -> None:
-    d = drill("worker", "manual_restart")
+def test_worker_stopped_or_restarted_mid_job(env: Env, d: Drill) -> None:
     s = env.s
     d.mechanism = "systemctl restart, then systemctl stop + start, each mid-job (3 jobs, 2 threads)"
     steps = 6
@@ -747,8 +744,7 @@ def test_worker_stopped_or_restarted_mid_job(env: Env, drill: Callable[[str, str
 
 
 @row("worker", "condition_skip")
-def test_worker_start_while_redis_unavailable(env: Env, drill: Callable[[str, str], Drill]) -> None:
-    d = drill("worker", "condition_skip")
+def test_worker_start_while_redis_unavailable(env: Env, d: Drill) -> None:
     s = env.s
     d.mechanism = ("Redis stopped and masked (it cannot be started: a plain `systemctl stop` is undone by the "
                    "worker's Wants=), then systemctl start of the worker")
@@ -793,8 +789,7 @@ def test_worker_start_while_redis_unavailable(env: Env, drill: Callable[[str, st
 
 
 @row("worker", "condition_error")
-def test_worker_precheck_broken(env: Env, drill: Callable[[str, str], Drill]) -> None:
-    d = drill("worker", "condition_error")
+def test_worker_precheck_broken(env: Env, d: Drill) -> None:
     s, f = env.s, env.f
     d.mechanism = "ZACHOT_REDIS_URL=bogus://nowhere in the env file"
     a = d.sv.action
@@ -846,8 +841,7 @@ def test_worker_precheck_broken(env: Env, drill: Callable[[str, str], Drill]) ->
 
 
 @row("worker", "hang")
-def test_worker_hung(env: Env, drill: Callable[[str, str], Drill]) -> None:
-    d = drill("worker", "hang")
+def test_worker_hung(env: Env, d: Drill) -> None:
     s = env.s
     d.mechanism = "SIGSTOP to the dramatiq worker process (main process alive)"
     steps = 5
@@ -881,8 +875,7 @@ def test_worker_hung(env: Env, drill: Callable[[str, str], Drill]) -> None:
 
 
 @row("worker", "crash_loop")
-def test_worker_crashes_on_every_start(env: Env, drill: Callable[[str, str], Drill]) -> None:
-    d = drill("worker", "crash_loop")
+def test_worker_crashes_on_every_start(env: Env, d: Drill) -> None:
     d.mechanism = "drop-in Environment=ZACHOT_JOB_TTL_SECONDS=not-a-number (import of app.actors fails, exit 2)"
     _crash_loop(env, d, env.worker, "ZACHOT_JOB_TTL_SECONDS", hc=True)
     d.verify()
@@ -893,8 +886,7 @@ def test_worker_crashes_on_every_start(env: Env, drill: Callable[[str, str], Dri
 # ============================================================================================
 
 @row("queue", "Очередь растёт (worker не успевает)")
-def test_queue_grows(env: Env, drill: Callable[[str, str], Drill]) -> None:
-    d = drill("queue", "Очередь растёт (worker не успевает)")
+def test_queue_grows(env: Env, d: Drill) -> None:
     s = env.s
     runner = env.f.service("worker").svc.runner
     capacity = runner.processes * runner.threads
@@ -920,8 +912,7 @@ def test_queue_grows(env: Env, drill: Callable[[str, str], Drill]) -> None:
 
 
 @row("queue", "Задача падает при каждой попытке")
-def test_job_fails_on_every_attempt(env: Env, drill: Callable[[str, str], Drill]) -> None:
-    d = drill("queue", "Задача падает при каждой попытке")
+def test_job_fails_on_every_attempt(env: Env, d: Drill) -> None:
     s = env.s
     d.mechanism = "a job whose hash has steps_done='' (corrupt): every attempt raises in the worker"
     from app.settings import DRAMATIQ_NAMESPACE, QUEUE_NAME
@@ -964,8 +955,7 @@ def test_job_fails_on_every_attempt(env: Env, drill: Callable[[str, str], Drill]
 
 
 @row("queue", "Данные Redis потеряны (диск, FLUSHALL, потеря сервера)")
-def test_redis_data_lost(env: Env, drill: Callable[[str, str], Drill]) -> None:
-    d = drill("queue", "Данные Redis потеряны (диск, FLUSHALL, потеря сервера)")
+def test_redis_data_lost(env: Env, d: Drill) -> None:
     s = env.s
     d.mechanism = "redis-cli FLUSHALL"
     job = submit_job(s.http, 1, 0)
