@@ -183,7 +183,10 @@ async def get_job(job_id: str, request: Request) -> JSONResponse:
     non-number in a counter field (edited by hand); the error is logged."""
     if not JOB_ID_RE.match(job_id):
         return _not_found(job_id)
-    raw = await cast("Awaitable[dict[str, str]]", _state(request).aredis.hgetall(job_key(job_id)))
+    try:
+        raw = await cast("Awaitable[dict[str, str]]", _state(request).aredis.hgetall(job_key(job_id)))
+    except UnicodeDecodeError as exc:  # the client decodes replies as UTF-8
+        return _corrupt(job_id, CorruptJob("(a field)", f"not UTF-8: {exc.object[exc.start:exc.end]!r}"))
     if not raw:
         return _not_found(job_id)
     try:
@@ -213,8 +216,11 @@ async def job_events_sse(
     except BadLastEventId as exc:
         return _error(400, "bad_last_event_id", str(exc))
     st = _state(request)
-    status, last_seq = await cast("Awaitable[list[str | None]]",
-                                  st.aredis.hmget(job_key(job_id), ["status", "last_seq"]))
+    try:
+        status, last_seq = await cast("Awaitable[list[str | None]]",
+                                      st.aredis.hmget(job_key(job_id), ["status", "last_seq"]))
+    except UnicodeDecodeError as exc:
+        return _corrupt(job_id, CorruptJob("status/last_seq", f"not UTF-8: {exc.object[exc.start:exc.end]!r}"))
     if status is None:
         return _not_found(job_id)
     try:

@@ -16,6 +16,7 @@ a step is committed at most once even if two workers run the same job.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Mapping
@@ -168,18 +169,27 @@ def job_status_from_hash(raw: Mapping[Any, Any]) -> dict[str, Any]:
         timestamps, the decoded ``result`` object, None for missing fields.
 
     Raises:
-        CorruptJob: a numeric field is not a number, or ``result`` is not JSON
-            (a hash edited by hand or by another program).
+        CorruptJob: a numeric field is not a finite number, a field is not
+            UTF-8, or ``result`` is not JSON (a hash edited by hand or by
+            another program).
     """
-    h = {_dec(k): _dec(v) for k, v in raw.items()}
+    h: dict[str, str] = {}
+    for k, v in raw.items():
+        try:
+            h[_dec(k)] = _dec(v)
+        except UnicodeDecodeError:
+            raise CorruptJob(repr(k)[:64], repr(v)) from None
 
     def num(name: str, conv: type[int] | type[float]) -> int | float | None:
         if h.get(name, "") == "":
             return None
         try:
-            return conv(h[name])
+            value = conv(h[name])
         except ValueError:
             raise CorruptJob(name, h[name]) from None
+        if not math.isfinite(value):  # float("nan"), float("inf"): no JSON for them
+            raise CorruptJob(name, h[name])
+        return value
 
     def result() -> Any:
         try:

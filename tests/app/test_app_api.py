@@ -120,14 +120,20 @@ def test_bad_requests_get_4xx_with_clear_json_body(redis_server: RedisServer, st
         assert c.get(f"/jobs/{job}").json()["status"] == "queued"
 
         # a job hash edited by hand: a clear JSON 500 naming the field, not a traceback
-        broken = create_job(c, steps=3, step_seconds=0)
         rc = redis_server.client()
-        rc.hset(f"zachot:job:{broken}", mapping={"steps_done": "three", "last_seq": "x"})
+        for field, value in [("steps_done", "three"), ("created_at", "nan"), ("updated_at", "inf"),
+                             ("steps", b"\xff\xfe"), ("result", "{not json")]:
+            broken = create_job(c, steps=3, step_seconds=0)
+            rc.hset(f"zachot:job:{broken}", field, value)
+            r = c.get(f"/jobs/{broken}")
+            assert r.status_code == 500 and r.json()["error"] == "job_record_corrupt", (field, r.text)
+            assert field in r.json()["detail"] or "not UTF-8" in r.json()["detail"], (field, r.text)
+            assert c.get(f"/jobs/{job}").json()["status"] == "queued"  # the connection pool is still fine
+        broken = create_job(c, steps=3, step_seconds=0)
+        rc.hset(f"zachot:job:{broken}", "last_seq", "x")
+        r = c.get(f"/jobs/{broken}/events")
+        assert r.status_code == 500 and r.json()["error"] == "job_record_corrupt", r.text
         rc.close()
-        for path in (f"/jobs/{broken}", f"/jobs/{broken}/events"):
-            r = c.get(path)
-            assert r.status_code == 500 and r.json()["error"] == "job_record_corrupt", (path, r.text)
-        assert "'steps_done'" in c.get(f"/jobs/{broken}").json()["detail"]
         for headers, params in [({"Last-Event-ID": "abc"}, {}), ({}, {"last_event_id": "-1"}),
                                 ({"Last-Event-ID": "1.5"}, {}), ({"Last-Event-ID": "5"}, {})]:
             r = c.get(f"/jobs/{job}/events", headers=headers, params=params)
