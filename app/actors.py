@@ -61,16 +61,26 @@ def _retry_when(retries: int, exception: BaseException) -> bool:
     return True
 
 
+def _redis_unavailable(exc: Exception) -> bool:
+    """True for the errors of a Redis that is down, loading (``LOADING``, a ConnectionError) or
+    busy in a script (``BUSY``: it answers nothing else until the script ends or is killed)."""
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return True
+    return isinstance(exc, redis.ResponseError) and str(exc).startswith("BUSY")
+
+
 def _redis_call(job_id: str, fn: Callable[[], T]) -> T:
     """Call ``fn`` until Redis answers; raise :class:`JobInterrupted` if asked to stop meanwhile.
 
-    Retries ``redis.ConnectionError``/``redis.TimeoutError`` with 0.5..10 s backoff.
+    Retries while :func:`_redis_unavailable` (down, loading, BUSY) with 0.5..10 s backoff.
     """
     delay = 0.5
     while True:
         try:
             return fn()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except redis.RedisError as exc:
+            if not _redis_unavailable(exc):
+                raise
             log.warning("job %s: Redis unavailable (%s); retrying in %.1f s", job_id, exc, delay)
             if stop_requested.wait(delay):
                 raise JobInterrupted(job_id) from exc
@@ -104,7 +114,21 @@ def _run_steps(job_id: str, steps: int, step_seconds: float) -> None:
         if stop_requested.wait(step_seconds):
             log.info("job %s: interrupted during step %d (steps 1..%d are saved)", job_id, step, done)
             raise JobInterrupted(job_id)
-        done = _redis_call(job_id, functools.partial(store.commit_step, job_id, step, steps, result))
+        try:
+            done = _redis_call(job_id, functools.partial(store.commit_step, job_id, step, steps, result))
+        except redis.ResponseError as exc:
+            if "step gap" not in str(exc):
+                raise
+            # Redis has fewer steps than this worker committed: it came back from an older RDB
+            # snapshot (crash, OOM, SIGKILL). Resume from what Redis has; the lost steps run again.
+            started = _redis_call(job_id, lambda: store.start(job_id, broker.broker_id))
+            if not started.exists or started.terminal_status is not None:
+                log.warning("job %s: gone or finished after Redis lost data; stopping", job_id)
+                return
+            log.warning("job %s: Redis lost steps %d..%d (restored from an older snapshot?); redoing them",
+                        job_id, started.steps_done + 1, step - 1)
+            done = started.steps_done
+            continue
         if done < 0:
             log.warning("job %s: %s while committing step %d; stopping", job_id,
                         "job gone" if done == -1 else "job already finished", step)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+import redis
 from apptest_support import (
     FAST_RECOVERY_ENV,
     Api,
@@ -143,3 +144,41 @@ def test_sigkill_mid_job_is_recovered_after_heartbeat_timeout(
     wait_until(lambda: r.keys("dramatiq:__acks__.*") == [] and r.hlen("dramatiq:default.msgs") == 0, 5,
                "the message to be acked")
     assert r.zscore("dramatiq:__heartbeats__", dead_id) is None  # maintenance removed the dead worker
+
+
+def test_job_waits_out_a_busy_redis_and_redoes_steps_lost_to_an_older_snapshot(
+    redis_server: RedisServer, start_worker: Callable[..., ManagedProcess], start_api: Callable[..., Api],
+) -> None:
+    """Found by the server drill "Redis hung": a Redis busy in a script answers BUSY to every
+    other command (the job must wait, not fail), and once it is SIGKILLed it comes back from its
+    last RDB snapshot with fewer steps than the worker committed (the worker must redo them,
+    not stop on a step gap and leave the job "running" for ever). Here the snapshot is a
+    DUMP/RESTORE of the job's hash and stream, and the script is ended with SCRIPT KILL."""
+    r = redis_server.client()
+    raw = redis.Redis.from_url(redis_server.url, socket_timeout=30)
+    api = start_api()
+    worker = start_worker()
+    job = start_job(api, STEPS, STEP_SECONDS)
+    wait_until(lambda: steps_done(r, job) >= 2, 20, "2 steps done")
+    snapshot = {k: raw.dump(k) for k in (job_key(job), events_key(job))}
+    at_snapshot = steps_done(r, job)
+    wait_until(lambda: steps_done(r, job) >= at_snapshot + 3, 20, "3 more steps")
+
+    busy = redis.Redis.from_url(redis_server.url, socket_timeout=None)
+    script = threading.Thread(target=lambda: pytest.raises(redis.ResponseError, busy.eval, "while true do end", 0),
+                              daemon=True)
+    script.start()
+    time.sleep(6.5)  # past busy-reply-threshold (5 s): every other command now gets BUSY
+    assert "BUSY" in worker.log(), "the worker never met the BUSY Redis"
+    raw.script_kill()
+    script.join(10)
+    for key, value in snapshot.items():
+        raw.restore(key, 0, value, replace=True)
+
+    wait_until(lambda: r.hget(job_key(job), "status") == "done", 30, "the job done")
+    status = r.hgetall(job_key(job))
+    assert status["steps_done"] == str(STEPS) and status["failures"] == "0", status
+    assert [eid for eid, _ in r.xrange(events_key(job))] == [f"0-{i}" for i in range(1, STEPS + 2)]
+    assert "redoing them" in worker.log(), worker.log()
+    busy.close()
+    raw.close()
