@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 
 from . import layout
+from .filters import seconds
 from .models import Spec
 
 __all__ = ["FactTemplate", "enable_units", "facts_of", "healthcheck_argv", "healthcheck_run", "placeholders"]
@@ -72,7 +73,9 @@ def facts_of(spec: Spec) -> Mapping[str, str]:
     Input: a validated spec. Output: a name -> text mapping: project paths (``env_file``,
     ``venv``, ``python``, ``repo``, ``logs_dir``, ...), per service ``<name>.unit``,
     ``<name>.unit_path``, ``<name>.stdout``, ``<name>.stderr``, ``<name>.logrotate``,
-    ``<name>.rotate``, ``<name>.restart_policy`` (the Restart= value); per external unit
+    ``<name>.rotate``, ``<name>.restart_policy`` (the Restart= value), ``<name>.stop_timeout``
+    (TimeoutStopSec=, e.g. `90s`), ``<name>.kill_mode`` (KillMode=), ``<name>.shutdown_timeout`` (uvicorn's
+    --timeout-graceful-shutdown or dramatiq's --worker-shutdown-timeout, e.g. `60s`); per external unit
     ``<name>.unit``, ``<name>.restart_policy`` and, if declared, ``<name>.stop_timeout``
     (`infinity` or e.g. `90s`, in TimeoutStopSec='s notation); per healthcheck
     ``<name>.command`` (the bare command) and ``<name>.run`` (as the service user with the
@@ -98,6 +101,11 @@ def facts_of(spec: Spec) -> Mapping[str, str]:
     for name, svc in spec.services.items():
         out[f"{name}.unit"] = f"{svc.unit}.service"
         out[f"{name}.restart_policy"] = svc.restart.policy
+        out[f"{name}.stop_timeout"] = f"{seconds(svc.stop.timeout_sec)}s"
+        out[f"{name}.kill_mode"] = svc.stop.kill_mode
+        r = svc.runner
+        shutdown = r.graceful_shutdown_sec if r.kind == "uvicorn" else r.shutdown_timeout_sec
+        out[f"{name}.shutdown_timeout"] = f"{shutdown}s"
         out[f"{name}.unit_path"] = layout.unit_path(svc.unit)
         out[f"{name}.stdout"] = f"{p.logs_dir}/{svc.logs.stdout}"
         out[f"{name}.stderr"] = f"{p.logs_dir}/{svc.logs.stderr}"
@@ -109,9 +117,18 @@ def facts_of(spec: Spec) -> Mapping[str, str]:
         out[f"{name}.restart_policy"] = ext.restart.policy
         if ext.stop_timeout_sec is not None:
             out[f"{name}.stop_timeout"] = (
-                "infinity" if ext.stop_timeout_sec == "infinity" else f"{ext.stop_timeout_sec:g}s"
+                "infinity" if ext.stop_timeout_sec == "infinity" else f"{seconds(ext.stop_timeout_sec)}s"
             )
     for name in spec.healthchecks:
         out[f"{name}.command"] = " ".join(healthcheck_argv(spec, name))
         out[f"{name}.run"] = " ".join(healthcheck_run(spec, name))
     return out
+
+
+def optional_fact_field(spec: Spec, name: str) -> str | None:
+    """The spec field that defines fact ``name`` when it is an optional fact left unset there
+    (``<unit>.stop_timeout`` <- ``external_units.<unit>.stop_timeout_sec``), else None."""
+    unit, _, attr = name.partition(".")
+    if attr == "stop_timeout" and unit in spec.external_units:
+        return f"external_units.{unit}.stop_timeout_sec"
+    return None

@@ -132,8 +132,10 @@ def md_code(value: object) -> str:
 
 
 def seconds(value: float) -> str:
-    """Format seconds without a useless fraction: ``5.0`` -> ``5``, ``0.1`` -> ``0.1``."""
-    return f"{value:g}"
+    """Format seconds (float) for a systemd time span and the docs: plain decimal notation at
+    systemd's microsecond resolution (systemd.time(7)), no useless fraction: ``5.0`` -> ``5``,
+    ``0.1`` -> ``0.1``, ``100000.5`` -> ``100000.5`` (never ``1e+05`` or ``1e-07``)."""
+    return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
 FILTERS = {

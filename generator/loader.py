@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from .crossref import check_references
 from .errors import Problem, SpecError
-from .facts import FactTemplate, facts_of, placeholders
+from .facts import FactTemplate, facts_of, optional_fact_field, placeholders
 from .models import Spec
 from .yamlsource import SourceMap, SpecSource, read_spec_dir
 
@@ -135,11 +135,18 @@ def _validate(source: SpecSource, data: dict[str, Any]) -> Spec:
         raise SpecError(_problems_of(exc, data, source.source_map)) from None
 
 
-def _expand(node: Any, path: Path_, facts: typing.Mapping[str, str], smap: SourceMap, out: list[Problem]) -> Any:
+def _expand(
+    node: Any,
+    path: Path_,
+    facts: typing.Mapping[str, str],
+    smap: SourceMap,
+    out: list[Problem],
+    unset: typing.Callable[[str], str | None] = lambda name: None,
+) -> Any:
     if isinstance(node, dict):
-        return {k: _expand(v, (*path, k), facts, smap, out) for k, v in node.items()}
+        return {k: _expand(v, (*path, k), facts, smap, out, unset) for k, v in node.items()}
     if isinstance(node, list):
-        return [_expand(v, (*path, i), facts, smap, out) for i, v in enumerate(node)]
+        return [_expand(v, (*path, i), facts, smap, out, unset) for i, v in enumerate(node)]
     if not isinstance(node, str) or "$" not in node:
         return node
     try:
@@ -149,7 +156,9 @@ def _expand(node: Any, path: Path_, facts: typing.Mapping[str, str], smap: Sourc
         return node
     for name in unknown:
         close = difflib.get_close_matches(name, list(facts), n=1)
-        hint = f"; did you mean '${{{close[0]}}}'?" if close else ""
+        field = unset(name)
+        hint = (f"; it is defined by {field}, which is not set" if field
+                else f"; did you mean '${{{close[0]}}}'?" if close else "")
         out.append(Problem(smap.locate(path), _dotted(path), f"unknown placeholder '${{{name}}}'{hint}"))
     return node if unknown else FactTemplate(node).substitute(facts)
 
@@ -163,7 +172,9 @@ def validate_source(source: SpecSource) -> Spec:
     """
     spec = _validate(source, source.data)
     problems: list[Problem] = []
-    expanded = _expand(source.data, (), facts_of(spec), source.source_map, problems)
+    expanded = _expand(
+        source.data, (), facts_of(spec), source.source_map, problems, lambda name: optional_fact_field(spec, name)
+    )
     if problems:
         raise SpecError(problems)
     spec = _validate(source, expanded)

@@ -120,16 +120,17 @@ Text = Annotated[str, Field(min_length=1)]
 UnitText = Annotated[str, Field(min_length=1), AfterValidator(_unit_text)]
 """Free text written into a unit file (Description=, Environment= values): one line."""
 ServiceUser = Annotated[str, Field(pattern=_USER), AfterValidator(_not_root)]
-Seconds = Annotated[float, Field(gt=0, le=86400 * 7)]
+Seconds = Annotated[float, Field(ge=0.000001, le=86400 * 7)]
+"""A time span in seconds, > 0 at systemd's resolution of one microsecond, at most 7 days."""
 
 
 def _stop_timeout(value: object) -> float | str:
     if value == "infinity":
         return "infinity"
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 86400 * 7:
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0.000001 <= value <= 86400 * 7:
         return float(value)
     raise ValueError(
-        "want seconds (> 0, at most 7 days) or `infinity`; a packaged TimeoutStopSec=0 (no stop "
+        "want seconds (at least 0.000001, at most 7 days) or `infinity`; a packaged TimeoutStopSec=0 (no stop "
         "timeout, systemd.service(5)) is written `infinity`"
     )
 

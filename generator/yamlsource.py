@@ -174,18 +174,27 @@ def _read_one(path: Path, display: str, problems: list[Problem]) -> tuple[dict[s
     return data, file_map
 
 
-def read_spec_files(files: list[Path], base: Path | None = None) -> SpecSource:
+def shown_path(path: Path) -> str:
+    """How a spec file is named in messages: relative to the working directory when it lies
+    below it (``spec/services.yaml``), else absolute, so the name can be opened from where
+    the command ran."""
+    full = path.absolute()
+    cwd = Path.cwd()
+    return str(full.relative_to(cwd)) if full.is_relative_to(cwd) else str(full)
+
+
+def read_spec_files(files: list[Path]) -> SpecSource:
     """Read and merge spec files; each must be a mapping of distinct top-level sections.
 
-    Input: the files (read in the given order) and ``base``, the folder their names are
-    shown relative to. Output: :class:`SpecSource`. Raises :class:`SpecError` with every
+    Input: the files (read in the given order; named in messages by :func:`shown_path`).
+    Output: :class:`SpecSource`. Raises :class:`SpecError` with every
     syntax, duplicate-key, size and merge problem of all files.
     """
     problems: list[Problem] = []
     smap = SourceMap()
     merged: dict[str, Any] = {}
     for path in files:
-        display = str(path.relative_to(base)) if base and path.is_relative_to(base) else str(path)
+        display = shown_path(path)
         read = _read_one(path, display, problems)
         if read is None:
             continue
@@ -199,8 +208,7 @@ def read_spec_files(files: list[Path], base: Path | None = None) -> SpecSource:
             for table, into in ((file_map.keys, smap.keys), (file_map.values, smap.values)):
                 into.update({p: loc for p, loc in table.items() if p and p[0] == key})
     if files:
-        name = str(files[0].relative_to(base)) if base and files[0].is_relative_to(base) else str(files[0])
-        smap.fallback = Location(name, 1, 1)
+        smap.fallback = Location(shown_path(files[0]), 1, 1)
     if problems:
         raise SpecError(problems)
     return SpecSource(merged, smap, list(files))
@@ -210,7 +218,7 @@ def read_spec_dir(spec_dir: Path) -> SpecSource:
     """Read every ``*.yaml``/``*.yml`` file of ``spec_dir`` (sorted by name) and merge them.
 
     Raises :class:`SpecError` when the folder is missing or holds no spec file, or for
-    any problem :func:`read_spec_files` reports. Names are shown relative to the folder's parent.
+    any problem :func:`read_spec_files` reports.
     """
     if not spec_dir.is_dir():
         raise SpecError([Problem(Location(str(spec_dir), 1, 1), "", "spec folder not found")])
@@ -220,7 +228,7 @@ def read_spec_dir(spec_dir: Path) -> SpecSource:
         raise SpecError(
             [
                 Problem(
-                    Location(str(p.relative_to(spec_dir.parent)), 1, 1),
+                    Location(shown_path(p), 1, 1),
                     "",
                     "not a regular file (a folder or a dangling link?)",
                 )
@@ -230,4 +238,4 @@ def read_spec_dir(spec_dir: Path) -> SpecSource:
     files = entries
     if not files:
         raise SpecError([Problem(Location(str(spec_dir), 1, 1), "", "no *.yaml files in the spec folder")])
-    return read_spec_files(files, base=spec_dir.parent)
+    return read_spec_files(files)

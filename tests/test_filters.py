@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from generator.filters import md_cell, md_table, systemd_command, systemd_env, systemd_value, systemd_word
+from generator.filters import md_cell, md_table, seconds, systemd_command, systemd_env, systemd_value, systemd_word
 
 # Printable text without '/' (a path separator) and without control characters, which
 # the filters refuse (tested separately).
@@ -112,3 +112,18 @@ def test_md_cell_never_breaks_a_table_row(text: str) -> None:
     assert cell.replace("\\|", "").count("|") == 0 or cell.count("\\|") == text.count("|")
     row = md_table(["a", "b"], [[text, "x"]]).split("\n")[2]
     assert row.replace("\\|", "").count("|") == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(5.0, "5"), (0.1, "0.1"), (90, "90"), (100000.5, "100000.5"), (0.000001, "0.000001"), (604800.0, "604800")],
+)
+def test_seconds_are_plain_decimals_at_microsecond_resolution(value: float, text: str) -> None:
+    """systemd.time(7) takes plain decimals; `:g` formatting gave 1e-06 and 100000 for these."""
+    assert seconds(value) == text
+
+
+@given(st.floats(min_value=0.000001, max_value=604800, allow_nan=False))
+def test_seconds_round_trip_within_a_microsecond(value: float) -> None:
+    text = seconds(value)
+    assert "e" not in text and abs(float(text) - value) <= 0.0000005 + 1e-12

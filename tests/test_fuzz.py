@@ -10,6 +10,7 @@ Set ZACHOT_FUZZ_EXAMPLES to run more cases (default 300).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -133,7 +134,7 @@ def mutated_text(draw: st.DrawFn) -> str:
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_text())
 def test_hostile_spec_gives_a_tree_or_located_errors(text: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):  # names are shown relative to the cwd
         spec = Path(tmp) / "spec"
         spec.mkdir()
         (spec / "spec.yaml").write_text(text)

@@ -24,6 +24,13 @@ def _spec_with(tmp_path: Path, text: str) -> Path:
     return spec
 
 
+@pytest.fixture(autouse=True)
+def _run_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Messages name spec files relative to the working directory (yamlsource.shown_path): run
+    where a user would, next to the spec folder."""
+    monkeypatch.chdir(tmp_path)
+
+
 def _problems(tmp_path: Path, text: str) -> list[str]:
     with pytest.raises(SpecError) as info:
         load_spec(_spec_with(tmp_path, text))
@@ -157,10 +164,15 @@ def test_cli_exits_2_without_traceback_and_writes_nothing(tmp_path: Path) -> Non
     build = tmp_path / "build"
     result = run_cli("render", "--spec", spec, "--build", build)
     assert result.returncode == 2
-    assert re.search(r"^spec/spec.yaml:\d+:\d+: services.web.runner.port: ", result.stderr, re.M)
+    # a spec folder outside the working directory is named absolutely, so the name can be opened
+    assert re.search("^" + re.escape(str(spec / "spec.yaml")) + r":\d+:\d+: services.web.runner.port: ",
+                     result.stderr, re.M), result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not build.exists()
     assert run_cli("check", "--spec", spec, "--build", build).returncode == 2
+    # ...and relative to it when it lies below it
+    result = run_cli("render", "--spec", "spec", "--build", "build", cwd=tmp_path)
+    assert re.search(r"^spec/spec.yaml:\d+:\d+: services.web.runner.port: ", result.stderr, re.M), result.stderr
 
 
 def test_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
@@ -275,3 +287,14 @@ def test_external_stop_timeout_takes_seconds_or_infinity(tmp_path: Path, value: 
     assert any(p.startswith(f"spec/spec.yaml:{line}:") and "external_units.broker.stop_timeout_sec: want seconds" in p
                and "`infinity`" in p for p in problems), problems
     assert len(problems) == 1, problems  # one message, not one per member of the union
+
+
+def test_placeholder_of_an_unset_optional_field_names_the_field(tmp_path: Path) -> None:
+    text = (SPEC_CASES["worker_split_group"] / "spec.yaml").read_text()
+    old = '      manual_action: "`systemctl start ${broker.unit} ${consumer.unit}`"\n'
+    assert old in text, "the fixture changed; update the case"
+    text = text.replace(old, '      manual_action: "wait ${broker.stop_timeout}"\n', 1)
+    problems = _problems(tmp_path, text)
+    line = line_of(text, "wait ${broker.stop_timeout}")
+    assert any(p.startswith(f"spec/spec.yaml:{line}:") and "unknown placeholder '${broker.stop_timeout}'; it is "
+               "defined by external_units.broker.stop_timeout_sec, which is not set" in p for p in problems), problems
