@@ -15,7 +15,7 @@ from . import layout
 from .facts import enable_units, healthcheck_argv, healthcheck_run
 from .hardening import Directive, hardening_for
 from .models import ExternalUnit, Healthcheck, LogPolicy, Restart, Scenario, Service, Spec, Stop
-from .semantics import AutoAction, auto_action, crash_loop_seconds
+from .semantics import AutoAction, auto_action, crash_loop_seconds, max_failed_start_seconds
 
 __all__ = ["Artifact", "HealthcheckView", "Plan", "ScenarioView", "ServiceView", "plan"]
 
@@ -99,6 +99,8 @@ class UnitFacts:
     stop: Stop | None
     gives_up_after: float | None
     external: ExternalUnit | None = None
+    max_start: float | None = None
+    """Seconds one failed start may take for a crash loop to still hit the start limit."""
 
 
 @dataclass
@@ -186,11 +188,13 @@ def _service_view(spec: Spec, name: str, svc: Service) -> ServiceView:
 
 def _units(spec: Spec) -> dict[str, UnitFacts]:
     out = {
-        n: UnitFacts(n, s.title, f"{s.unit}.service", s.restart, s.stop, crash_loop_seconds(s.restart))
+        n: UnitFacts(n, s.title, f"{s.unit}.service", s.restart, s.stop, crash_loop_seconds(s.restart),
+                     max_start=max_failed_start_seconds(s.restart))
         for n, s in spec.services.items()
     }
     out |= {
-        n: UnitFacts(n, e.title, f"{e.unit}.service", e.restart, None, crash_loop_seconds(e.restart), e)
+        n: UnitFacts(n, e.title, f"{e.unit}.service", e.restart, None, crash_loop_seconds(e.restart), e,
+                     max_failed_start_seconds(e.restart))
         for n, e in spec.external_units.items()
     }
     return out

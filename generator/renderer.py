@@ -21,7 +21,7 @@ from .hardening import PRESET
 from .i18n import load_catalog
 from .models import Hardening
 from .planner import Plan
-from .semantics import condition_outcome
+from .semantics import auto_action, condition_outcome
 
 __all__ = ["manifest_text", "render"]
 
@@ -63,6 +63,9 @@ def _shared_context(p: Plan, templates_dir: Path) -> dict[str, Any]:
         "manifest_name": layout.MANIFEST,
         "env_dir": str(PurePosixPath(p.spec.project.env_file).parent),
         "condition_outcome": condition_outcome,
+        "condition_action": lambda code, svc: auto_action(
+            "condition_error" if condition_outcome(code) == "fail" else "condition_skip", svc.restart, svc.stop
+        ),
         "preset": PRESET,
         "exceptions_text": _exceptions_text,
     }

@@ -23,9 +23,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .filters import seconds
 from .models import Event, Restart, Stop
 
-__all__ = ["AutoAction", "auto_action", "condition_outcome", "crash_loop_seconds", "restarts_on"]
+__all__ = [
+    "AutoAction",
+    "auto_action",
+    "condition_outcome",
+    "crash_loop_seconds",
+    "max_failed_start_seconds",
+    "restarts_on",
+]
 
 # systemd.service(5), "Exit causes and the effect of the Restart= settings".
 _RESTARTS: dict[str, frozenset[str]] = {
@@ -59,7 +67,7 @@ class AutoAction:
     @property
     def params_text(self) -> dict[str, str]:
         """``params`` as text for a sentence: seconds without a useless fraction (5.0 -> "5")."""
-        return {k: f"{v:g}" if isinstance(v, float) else str(v) for k, v in self.params.items()}
+        return {k: seconds(v) if isinstance(v, float) else str(v) for k, v in self.params.items()}
 
 
 def restarts_on(policy: str, event: Event) -> bool:
@@ -83,6 +91,19 @@ def crash_loop_seconds(restart: Restart) -> float | None:
     return span if span <= restart.start_limit_interval_sec else None
 
 
+def max_failed_start_seconds(restart: Restart) -> float | None:
+    """How long (seconds, rounded down to 0.1) one failed start may take for a crash loop to still
+    reach the start limit; ``None`` when it never does (see :func:`crash_loop_seconds`).
+
+    The limit needs ``start_limit_burst`` + 1 starts within ``start_limit_interval_sec``
+    (systemd.unit(5), StartLimitIntervalSec=/StartLimitBurst=); starts come ``delay_sec`` plus the
+    failed start's own duration apart, so that duration may be at most interval / burst - delay.
+    """
+    if crash_loop_seconds(restart) is None:
+        return None
+    return math.floor((restart.start_limit_interval_sec / restart.start_limit_burst - restart.delay_sec) * 10) / 10
+
+
 def _limit_params(restart: Restart) -> dict[str, object]:
     loop = crash_loop_seconds(restart)
     return {
@@ -91,6 +112,7 @@ def _limit_params(restart: Restart) -> dict[str, object]:
         "burst": restart.start_limit_burst,
         "interval": restart.start_limit_interval_sec,
         "gives_up_after": None if loop is None else math.ceil(loop),
+        "max_start": max_failed_start_seconds(restart),
     }
 
 

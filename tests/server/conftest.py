@@ -117,6 +117,9 @@ def d(request: pytest.FixtureRequest, facts: Facts) -> Iterator[Drill]:
     t0 = time.monotonic()
     yield drill
     rep = request.node.stash.get(_REPORTS, {}).get("call")
+    if rep is not None and rep.passed and not drill.verified:
+        drill.outcome = "ERROR"
+        drill.verify()  # a drill that forgot to: its mismatches still fail the run (at teardown)
     if rep is None:
         drill.outcome = "error"
     elif rep.passed:

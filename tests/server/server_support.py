@@ -135,6 +135,7 @@ class Drill:
     recover_s: float | None = None
     outcome: str = "not run"
     mechanism: str = ""
+    verified: bool = False
 
     @property
     def row(self) -> str:
@@ -174,6 +175,8 @@ class Drill:
         log(f"  [{self.component}] note: {text}")
 
     def verify(self) -> None:
+        """Raise AssertionError naming every check that disagreed with the doc."""
+        self.verified = True
         bad = [c for c in self.checks if not c.ok]
         if bad:
             raise AssertionError(
