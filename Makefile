@@ -6,7 +6,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 
 # `make test` runs every test, the server tests included (tests/server: build/ installed on a
-# booted Debian 12 under systemd-nspawn and the failure drills; root, ~11 min). The explicit
+# booted Debian 12 under systemd-nspawn and the failure drills; root, ~14 min). The explicit
 # fast mode for local iteration is `ZACHOT_SKIP_SERVER=1 make test` (they are reported skipped).
 PYTEST_ARGS ?=
 

@@ -11,8 +11,10 @@ How failures are injected (one server: no real OOM, disk or host loss):
 * crash = SIGSEGV to the main process (a native crash: systemd sees code=killed/dumped);
 * OOM = SIGKILL (what the OOM killer sends; cgroup memory limits are not enforced in this
   nspawn container, so a real OOM kill cannot be provoked for one unit);
-* hang = SIGSTOP (process alive, answers nothing); crash loop / broken precheck = a runtime
-  drop-in or env file that makes every start fail;
+* hang = SIGSTOP (process alive, answers nothing) for the API and the worker's process; for
+  Redis a Lua script that never returns (it answers BUSY and a SIGTERM only schedules a
+  shutdown, so the doc's restart really hangs);
+* crash loop / broken precheck = a runtime drop-in or env file that makes every start fail;
 * Redis data loss = FLUSHALL (the outcome of a lost disk/server for the app).
 """
 
