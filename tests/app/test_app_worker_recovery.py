@@ -65,6 +65,19 @@ def steps_done(r: SyncRedis, job: str) -> int:
     return int(r.hget(job_key(job), "steps_done") or 0)
 
 
+def job_three_steps_in(
+    r: SyncRedis, start_api: Callable[..., Api], start_worker: Callable[..., ManagedProcess]
+) -> tuple[Api, ManagedProcess, str, SseCollector]:
+    """An API, worker 1 and a job of STEPS steps followed over SSE, once 3 steps are done."""
+    api = start_api(ZACHOT_SSE_KEEPALIVE_SECONDS="1")
+    worker1 = start_worker()
+    job = start_job(api, STEPS, STEP_SECONDS)
+    collector = SseCollector(api, job)
+    collector.start()
+    wait_until(lambda: steps_done(r, job) >= 3, 20, "3 steps done by worker 1")
+    return api, worker1, job, collector
+
+
 def assert_each_event_once(r: SyncRedis, collector: SseCollector, job: str, steps: int) -> None:
     collector.join(30)
     assert not collector.is_alive(), "SSE stream did not close after the final event"
@@ -84,12 +97,7 @@ def test_sigterm_mid_job_next_worker_resumes_every_event_once(
 ) -> None:
     """target=main: systemd KillMode=mixed; target=group: KillMode=control-group (SIGTERM twice)."""
     r = redis_server.client()
-    api = start_api(ZACHOT_SSE_KEEPALIVE_SECONDS="1")
-    worker1 = start_worker()
-    job = start_job(api, STEPS, STEP_SECONDS)
-    collector = SseCollector(api, job)
-    collector.start()
-    wait_until(lambda: steps_done(r, job) >= 3, 20, "3 steps done by worker 1")
+    api, worker1, job, collector = job_three_steps_in(r, start_api, start_worker)
 
     t0 = time.monotonic()
     (worker1.signal_main if target == "main" else worker1.signal_group)(signal.SIGTERM)
@@ -117,12 +125,7 @@ def test_sigkill_mid_job_is_recovered_after_heartbeat_timeout(
 ) -> None:
     r = redis_server.client()
     timeout_s = int(FAST_RECOVERY_ENV["ZACHOT_BROKER_HEARTBEAT_TIMEOUT_MS"]) / 1000
-    api = start_api(ZACHOT_SSE_KEEPALIVE_SECONDS="1")
-    worker1 = start_worker()
-    job = start_job(api, STEPS, STEP_SECONDS)
-    collector = SseCollector(api, job)
-    collector.start()
-    wait_until(lambda: steps_done(r, job) >= 3, 20, "3 steps done by worker 1")
+    api, worker1, job, collector = job_three_steps_in(r, start_api, start_worker)
 
     worker1.signal_group(signal.SIGKILL)
     worker1.wait(10)
