@@ -15,16 +15,35 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.reader import ReaderError
 
 from .errors import Location, Problem, SpecError
+from .yamlscalars import PLAIN, ScalarError, check_collection_tag, scalar_value
 
-__all__ = ["MAX_FILE_BYTES", "MAX_NODES", "SourceMap", "SpecSource", "read_spec_dir", "read_spec_files"]
+__all__ = [
+    "MAX_ALIAS_BYTES",
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "MAX_NODES",
+    "SourceMap",
+    "SpecSource",
+    "read_spec_dir",
+    "read_spec_files",
+]
 
 MAX_FILE_BYTES = 1024 * 1024
 """Largest spec file read, in bytes; a real spec is a few KiB."""
 
 MAX_NODES = 200_000
 """Most YAML nodes one run may build, counting every expansion of an alias."""
+
+MAX_DEPTH = 64
+"""Deepest nesting of lists and mappings; a real spec nests about 8 deep. Bounds the
+recursion of composing and building, so a 1 KB file of ``[[[[...`` cannot exhaust the stack."""
+
+MAX_ALIAS_BYTES = 1024 * 1024
+"""Most bytes of text that aliases may add to a file's data beyond the file's own size:
+bounds what one anchored string repeated by aliases can make the docs grow to."""
 
 Path_ = tuple[str | int, ...]
 
@@ -67,15 +86,53 @@ class SpecSource:
     files: list[Path]
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, composing only: untagged plain scalars get the tag :data:`PLAIN`
+    (resolved by :mod:`generator.yamlscalars` under YAML 1.2's core schema), and nesting
+    deeper than :data:`MAX_DEPTH` stops the composer at the node that is too deep."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is yaml.ScalarNode and implicit[0]:
+            return PLAIN
+        return super().resolve(kind, value, implicit)
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _TooDeep(self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _TooDeep(Exception):
+    def __init__(self, mark: yaml.Mark) -> None:
+        self.mark = mark
+
+
+def _compose(text: str) -> yaml.Node | None:
+    loader = _Loader(text)
+    try:
+        return loader.get_single_node()  # type: ignore[no-any-return]
+    finally:
+        loader.dispose()
+
+
 class _Builder:
     """Turns a composed node tree into data, recording positions and counting nodes."""
 
-    def __init__(self, file: str, smap: SourceMap, problems: list[Problem]) -> None:
+    def __init__(self, file: str, smap: SourceMap, problems: list[Problem], budget: int) -> None:
         self.file = file
         self.smap = smap
         self.problems = problems
         self.nodes = 0
-        self._scalars = yaml.SafeLoader("")
+        self.budget = budget
+        """Bytes of text the data may still hold (the file's size plus MAX_ALIAS_BYTES)."""
 
     def loc(self, node: yaml.Node) -> Location:
         return Location(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
@@ -83,21 +140,43 @@ class _Builder:
     def build(self, node: yaml.Node, path: Path_) -> Any:
         self.nodes += 1
         if self.nodes > MAX_NODES:
-            raise _TooLarge(self.loc(node))
+            raise _TooLarge(self.loc(node), f"document expands to more than {MAX_NODES} nodes (alias bomb?)")
         self.smap.values.setdefault(path, self.loc(node))
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            try:
+                check_collection_tag(node)
+            except ScalarError as exc:
+                self._problem(node, path, str(exc))
+                return None
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, path)
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self._scalars.construct_object(node, deep=True)
+        return self._scalar(node, path)
+
+    def _scalar(self, node: yaml.Node, path: Path_) -> Any:
+        self.budget -= len(node.value)
+        if self.budget < 0:
+            raise _TooLarge(self.loc(node), f"aliases repeat more than {MAX_ALIAS_BYTES} bytes of text (alias bomb?)")
+        try:
+            return scalar_value(node)  # type: ignore[arg-type]
+        except ScalarError as exc:
+            self._problem(node, path, str(exc))
+            return None
 
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[str | int, Any]:
         out: dict[str | int, Any] = {}
         for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
+            if key_node.tag == "tag:yaml.org,2002:merge" or (key_node.tag == PLAIN and key_node.value == "<<"):
                 self._problem(key_node, path, "merge keys ('<<') are not supported; write the keys out")
                 continue
-            key = self._scalars.construct_object(key_node, deep=True) if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key_node, yaml.ScalarNode):
+                self._problem(key_node, path, "mapping keys must be strings or integers, not a list or mapping")
+                continue
+            try:
+                key = scalar_value(key_node)
+            except ScalarError as exc:
+                self._problem(key_node, path, str(exc))
+                continue
             if not isinstance(key, str | int) or isinstance(key, bool):
                 self._problem(key_node, path, f"mapping keys must be strings or integers, got {key!r}")
                 continue
@@ -114,8 +193,9 @@ class _Builder:
 
 
 class _TooLarge(Exception):
-    def __init__(self, location: Location) -> None:
+    def __init__(self, location: Location, message: str) -> None:
         self.location = location
+        self.message = message
 
 
 def _dotted(path: Iterable[str | int]) -> str:
@@ -144,7 +224,22 @@ def _read_one(path: Path, display: str, problems: list[Problem]) -> tuple[dict[s
         problems.append(Problem(start, "", f"cannot read spec file: {exc.strerror or exc}"))
         return None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = _compose(text)
+    except _TooDeep as exc:
+        where = Location(display, exc.mark.line + 1, exc.mark.column + 1)
+        problems.append(Problem(where, "", f"lists and mappings nest deeper than {MAX_DEPTH} levels"))
+        return None
+    except ReaderError as exc:
+        before = text[: exc.position]
+        line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+        problems.append(
+            Problem(
+                Location(display, line, col),
+                "",
+                f"character U+{int(exc.character):04X} is not allowed in YAML ({exc.reason})",
+            )
+        )
+        return None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = Location(display, mark.line + 1, mark.column + 1) if mark else start
@@ -159,14 +254,11 @@ def _read_one(path: Path, display: str, problems: list[Problem]) -> tuple[dict[s
     if node is None:
         return {}, SourceMap()
     file_map = SourceMap()
-    builder = _Builder(display, file_map, problems)
+    builder = _Builder(display, file_map, problems, len(text) + MAX_ALIAS_BYTES)
     try:
         data = builder.build(node, ())
     except _TooLarge as exc:
-        problems.append(Problem(exc.location, "", f"document expands to more than {MAX_NODES} nodes (alias bomb?)"))
-        return None
-    except yaml.YAMLError as exc:  # a scalar the safe constructor refuses (e.g. a Python tag)
-        problems.append(Problem(start, "", f"YAML error: {exc}"))
+        problems.append(Problem(exc.location, "", exc.message))
         return None
     if not isinstance(data, dict):
         problems.append(Problem(start, "", "a spec file must be a mapping of top-level sections"))
