@@ -21,6 +21,7 @@ from .crossref import check_references
 from .errors import Problem, SpecError
 from .facts import FactTemplate, facts_of, optional_fact_field, placeholders
 from .models import Spec
+from .pathpolicy import path_problems
 from .yamlsource import SourceMap, SpecSource, read_spec_dir
 
 __all__ = ["Loaded", "load", "load_spec", "validate_source"]
@@ -178,7 +179,7 @@ def validate_source(source: SpecSource) -> Spec:
     if problems:
         raise SpecError(problems)
     spec = _validate(source, expanded)
-    found = check_references(spec)
+    found = check_references(spec) or list(path_problems(spec))
     if found:
         smap = source.source_map
         raise SpecError([Problem(smap.locate(path), _dotted(path), msg) for path, msg in found])
@@ -191,6 +192,8 @@ class Loaded:
 
     spec: Spec
     source_map: SourceMap
+    files: tuple[Path, ...] = ()
+    """The spec files read, in order."""
 
     def problem(self, path: tuple[str | int, ...], message: str) -> Problem:
         """A :class:`Problem` for ``path`` of the spec, located at the key that names it."""
@@ -203,7 +206,7 @@ def load(spec_dir: Path) -> Loaded:
     Raises :class:`SpecError` (all problems, each ``file:line:col: path: message``).
     """
     source = read_spec_dir(spec_dir)
-    return Loaded(validate_source(source), source.source_map)
+    return Loaded(validate_source(source), source.source_map, tuple(source.files))
 
 
 def load_spec(spec_dir: Path) -> Spec:

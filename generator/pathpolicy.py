@@ -1,0 +1,144 @@
+"""The path policy: which folders the tree may create, hand to a service user, or install into.
+
+Every path of the spec that ends up in tmpfiles.d (``d``/``f``/``z`` lines), in a unit's
+``ReadWritePaths=``/``StandardOutput=append:``, in a logrotate stanza, or as the target of
+an install command in the docs (``git clone``, ``python3 -m venv``) must name a folder
+that belongs to this project, never a system tree. The rules, in order:
+
+1. Never a system tree, nor an ancestor of one: ``/``, ``/etc``, ``/usr``, ``/var``,
+   ``/var/log``, ``/var/lib``, ``/run``, ``/home``, ``/opt``, ... (:data:`SYSTEM_TREES`).
+   ``d /var/log 0750 zachot zachot`` would hand every package's logs to the service user.
+2. Never below a tree the OS packages own whole (:data:`SEALED_TREES`: ``/usr``, ``/boot``,
+   ``/proc``, ``/root``, ``/tmp``, ...): the Filesystem Hierarchy Standard 3.0 gives them to
+   the distribution, the kernel, or root alone.
+3. Below ``project.root`` (itself checked by 1 and 2): the project's own.
+4. Elsewhere, one of the folders on the way must be named after the project (``zachot``,
+   ``zachot-api``, ``zachot.d``): ``/var/log/zachot``, ``/etc/zachot/zachot.env``,
+   ``/srv/data/zachot``. A folder named after another package (``/var/log/nginx``,
+   ``/etc/systemd``) is that package's, and ``d`` would change its owner.
+
+Folders the service user may write (logs, ``hardening.writable_paths``) must also not hold
+the code or the secrets it runs with (venv, repo checkout, env file): a service that can
+rewrite its own venv turns any file-write bug into code execution at the next restart.
+
+:func:`path_problems` applies this to a validated :class:`generator.models.Spec`;
+:func:`project_dir_problem` is the single-path rule, also used by ``validate`` on what
+``systemd-tmpfiles`` really created.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import PurePosixPath
+
+from .models import Project, Spec
+
+__all__ = ["SEALED_TREES", "SYSTEM_TREES", "path_problems", "project_dir_problem"]
+
+SYSTEM_TREES = frozenset(
+    {
+        "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32",
+        "/lost+found", "/media", "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/snap",
+        "/srv", "/sys", "/tmp", "/usr", "/usr/local", "/var", "/var/backups", "/var/cache",
+        "/var/lib", "/var/local", "/var/lock", "/var/log", "/var/mail", "/var/opt", "/var/run",
+        "/var/spool", "/var/tmp", "/etc/systemd", "/etc/default", "/etc/logrotate.d",
+        "/etc/tmpfiles.d", "/etc/sysusers.d", "/var/log/journal", "/run/systemd", "/var/lib/systemd",
+    }
+)  # fmt: skip
+"""Folders never created, owned, made writable, or installed into by the tree (FHS 3.0)."""
+
+SEALED_TREES = ("/bin", "/boot", "/dev", "/lib", "/lib32", "/lib64", "/libx32", "/lost+found",
+                "/proc", "/root", "/sbin", "/sys", "/tmp", "/usr", "/var/tmp", "/snap")  # fmt: skip
+"""Trees nothing of a project's may lie below: the distribution's, the kernel's, root's home,
+and the shared temporary folders (where another user can plant a path first)."""
+
+Found = tuple[tuple[str | int, ...], str]
+
+
+def _below(path: str, tree: str) -> bool:
+    return path == tree or path.startswith(tree.rstrip("/") + "/")
+
+
+def _named_after(path: str, name: str) -> bool:
+    parts = PurePosixPath(path).parts[2:]  # not "/" nor the top-level folder
+    return any(p == name or p.startswith((f"{name}-", f"{name}_", f"{name}.")) for p in parts)
+
+
+def _system_problem(path: str) -> str | None:
+    if path in SYSTEM_TREES or any(_below(t, path) for t in SYSTEM_TREES if t != "/" and path != "/"):
+        return f"{path} is a system folder (or holds one)"
+    for tree in SEALED_TREES:
+        if _below(path, tree):
+            return f"{path} lies in {tree}, which belongs to the operating system"
+    return None
+
+
+def root_problem(root: str) -> str | None:
+    """Why ``project.root`` cannot be the project's root folder, or None.
+
+    Input: an absolute, normalised path. Output: a message, or None when ``root`` is neither
+    a system tree (rule 1) nor below an OS-owned one (rule 2).
+    """
+    problem = _system_problem(root)
+    return f"{problem}; the project root must be a folder of its own, e.g. /opt/<name>" if problem else None
+
+
+def project_dir_problem(path: str, project: Project, example: str | None = None) -> str | None:
+    """Why the tree may not create, own or write ``path`` as a folder of ``project``, or None.
+
+    Input: an absolute, normalised folder path and the spec's :class:`Project` (its ``name``
+    and ``root``). Output: a one-line message that says what to write instead, or None when
+    the folder is the project's own by the rules of this module's docstring. ``example`` is
+    the path the message suggests instead (default: ``<root>/...`` or ``/var/log/<name>``).
+    """
+    problem = _system_problem(path)
+    hint = f"use a folder of the project's own, e.g. {example or f'{project.root}/... or /var/log/{project.name}'}"
+    if problem:
+        return f"{problem}; {hint}"
+    if root_problem(project.root) is None and _below(path, project.root):
+        return None
+    if _named_after(path, project.name):
+        return None
+    return f"{path} is neither below project.root nor a folder named after the project '{project.name}'; {hint}"
+
+
+def _writable_holds_code(path: str, project: Project) -> str | None:
+    for what, held in (("project.venv", project.venv), ("project.repo", project.repo),
+                       ("project.env_file", project.env_file)):  # fmt: skip
+        if _below(held, path):
+            return (f"the service user may write {path}, which holds {what} ({held}): it could rewrite its own "
+                    "code or secrets; give the logs/state a folder beside them")  # fmt: skip
+    return None
+
+
+def path_problems(spec: Spec) -> Iterator[Found]:
+    """Every path of ``spec`` that breaks the policy, as ``(spec path, message)`` pairs.
+
+    Checks ``project.root``; the folders the tree creates or hands over (``logs_dir``, the
+    env file's folder, each service's and healthcheck's ``hardening.writable_paths``); the
+    install targets of the docs (``venv``, ``repo``). Raises nothing.
+    """
+    p = spec.project
+    base = ("project",)
+    problem = root_problem(p.root)
+    if problem:
+        yield (*base, "root"), problem
+        return
+    env = PurePosixPath(p.env_file)
+    state = f"/var/lib/{p.name}"
+    dirs: list[tuple[tuple[str | int, ...], str, bool, str]] = [
+        ((*base, "logs_dir"), p.logs_dir, True, f"/var/log/{p.name}"),
+        ((*base, "env_file"), str(env.parent), False, f"/etc/{p.name}/{env.name}"),
+        ((*base, "venv"), p.venv, False, f"{p.root}/venv"),
+        ((*base, "repo"), p.repo, False, f"{p.root}/repo"),
+    ]
+    for name, svc in spec.services.items():
+        for i, w in enumerate(svc.hardening.writable_paths):
+            dirs.append((("services", name, "hardening", "writable_paths", i), w, True, state))
+    for name, hc in spec.healthchecks.items():
+        for i, w in enumerate(hc.hardening.writable_paths):
+            dirs.append((("healthchecks", name, "hardening", "writable_paths", i), w, True, state))
+    for where, path, writable, example in dirs:
+        problem = project_dir_problem(path, p, example) or (_writable_holds_code(path, p) if writable else None)
+        if problem:
+            yield where, problem
