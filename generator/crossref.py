@@ -15,7 +15,7 @@ from . import layout
 from .hardening import PRESET_NAMES
 from .models import Hardening, Spec
 
-__all__ = ["check_references"]
+__all__ = ["SYSTEM_ACCOUNTS", "check_references"]
 
 Found = tuple[tuple[str | int, ...], str]
 
@@ -162,6 +162,54 @@ def _scenario(spec: Spec, i: int) -> Iterator[Found]:
             )
 
 
+SYSTEM_ACCOUNTS = frozenset(
+    """root daemon bin sys sync games man lp mail news uucp proxy www-data backup list irc gnats nobody
+    adm tty disk kmem dialout fax voice cdrom floppy tape sudo audio dip operator src shadow utmp video
+    sasl plugdev staff users nogroup input sgx kvm render netdev messagebus sshd redis postgres nginx
+    polkitd syslog""".split()
+)
+"""Users and groups of Debian's base system (base-passwd's passwd.master and group.master) and
+of the packages a server of this kind runs: the services must not share their identity."""
+
+
+def _identities(spec: Spec) -> Iterator[Found]:
+    """Names the tree claims on the host: unit files, the service user, log owners."""
+    p = spec.project
+    for field in ("user", "group"):
+        name = getattr(p, field)
+        if name in SYSTEM_ACCOUNTS or name.startswith(("systemd-", "_")):
+            yield (
+                ("project", field),
+                (
+                    f"'{name}' belongs to the base system or another package; the services need "
+                    f"an account of their own (sysusers.d creates it), e.g. '{p.name}'"
+                ),
+            )
+    for name, svc in spec.services.items():
+        if svc.unit != p.name and not svc.unit.startswith(f"{p.name}-"):
+            yield (
+                ("services", name, "unit"),
+                (
+                    f"'{svc.unit}.service' and /etc/logrotate.d/{svc.unit} could replace the system's own; "
+                    f"generated unit names start with the project name, e.g. '{p.name}-{svc.unit}'"
+                ),
+            )
+    for name, policy in spec.log_policies.items():
+        if policy.owner not in (p.user, "root"):
+            yield (
+                ("log_policies", name, "owner"),
+                (f"owner '{policy.owner}' is neither the service user '{p.user}' nor root, and nothing creates it"),
+            )
+        if policy.group not in (p.group, "root", "adm"):
+            yield (
+                ("log_policies", name, "group"),
+                (
+                    f"group '{policy.group}' is neither the service group '{p.group}', root nor adm, "
+                    "and nothing creates it"
+                ),
+            )
+
+
 def _backup(spec: Spec) -> Iterator[Found]:
     for name, target in spec.backup.targets.items():
         if target.covers == "paths" and not target.paths:
@@ -179,4 +227,12 @@ def check_references(spec: Spec) -> list[Found]:
     Input: a spec that passed model validation. Output: a possibly empty list; the
     paths index the spec data (``("services", "api", "logs", "policy")``). Never raises.
     """
-    return [*_services(spec), *_secrets(spec), *_hardening(spec), *_healthchecks(spec), *_matrix(spec), *_backup(spec)]
+    return [
+        *_services(spec),
+        *_identities(spec),
+        *_secrets(spec),
+        *_hardening(spec),
+        *_healthchecks(spec),
+        *_matrix(spec),
+        *_backup(spec),
+    ]

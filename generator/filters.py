@@ -8,6 +8,7 @@ the artifact's name.
 from __future__ import annotations
 
 import re
+import shlex
 
 __all__ = [
     "FILTERS",
@@ -15,11 +16,16 @@ __all__ = [
     "md_code",
     "md_table",
     "seconds",
+    "shell_command",
+    "shell_word",
+    "sysusers_text",
+    "sysusers_word",
     "systemd_command",
     "systemd_env",
     "systemd_path",
     "systemd_value",
     "systemd_word",
+    "tmpfiles_path",
 ]
 
 _SAFE_WORD = re.compile(r"^[A-Za-z0-9._/:@+=,-]+$")
@@ -138,15 +144,76 @@ def seconds(value: float) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
+def shell_word(value: object) -> str:
+    """Quote one word of a POSIX shell command shown in the docs (``git clone URL DIR``).
+
+    ``shlex.quote``: a word of safe characters stays as it is, any other is single-quoted,
+    so ``; curl … | sh`` in a value stays one argument. Refuses control characters
+    (``ValueError``): a newline in a copied command would run a second one.
+    """
+    text = str(value)
+    _no_control(text, "shell word")
+    return shlex.quote(text)
+
+
+def shell_command(argv: list[str]) -> str:
+    """A shell command line from its words, each through :func:`shell_word`."""
+    return " ".join(shell_word(a) for a in argv)
+
+
+def sysusers_text(value: str) -> str:
+    """A free-text field (GECOS) of a sysusers.d(5) line, double-quoted.
+
+    sysusers.d(5): fields are split on whitespace, quotes group a field, a backslash
+    escapes the next character, and specifiers (``%``) are expanded, so ``\\`` and ``"``
+    are escaped and ``%`` doubled. The GECOS field of passwd(5) cannot hold ``:`` (the
+    field separator; systemd-sysusers refuses it), so ``:`` becomes ``-``. Refuses control
+    characters (``ValueError``): a newline would start a second sysusers line.
+    """
+    _no_control(value, "sysusers.d field")
+    text = value.replace(":", "-").replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return f'"{text}"'
+
+
+def sysusers_word(value: str) -> str:
+    """A name or home-folder field of a sysusers.d(5) line, unquoted.
+
+    Refuses whitespace, quotes, backslashes and control characters (``ValueError``): they
+    would split or join fields; ``%`` -> ``%%`` (specifiers are expanded there too).
+    """
+    _no_control(value, "sysusers.d field")
+    if value == "" or re.search(r"[\s\"'\\]", value):
+        raise ValueError(f"sysusers.d field: must be one word without quotes or backslashes: {value!r}")
+    return value.replace("%", "%%")
+
+
+def tmpfiles_path(value: str) -> str:
+    """A path for the Path field of a tmpfiles.d(5) line.
+
+    tmpfiles.d(5): fields are split on whitespace (quotes and C escapes apply), and
+    specifiers are expanded in the path, so ``%`` -> ``%%``. A path with whitespace, quotes,
+    a backslash or a control character is refused (``ValueError``), as is a relative one.
+    """
+    _no_control(value, "tmpfiles.d path")
+    if not value.startswith("/") or re.search(r"[\s\"'\\]", value):
+        raise ValueError(f"tmpfiles.d path: must be absolute, without whitespace, quotes or backslashes: {value!r}")
+    return value.replace("%", "%%")
+
+
 FILTERS = {
     "md_cell": md_cell,
     "md_code": md_code,
     "md_table": md_table,
     "seconds": seconds,
+    "shell_command": shell_command,
+    "shell_word": shell_word,
+    "sysusers_text": sysusers_text,
+    "sysusers_word": sysusers_word,
     "systemd_command": systemd_command,
     "systemd_env": systemd_env,
     "systemd_path": systemd_path,
     "systemd_value": systemd_value,
     "systemd_word": systemd_word,
+    "tmpfiles_path": tmpfiles_path,
 }
 """Every filter the templates may use, registered by :mod:`generator.environment`."""

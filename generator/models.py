@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, Strict
 
 __all__ = [
     "AbsPath",
@@ -53,7 +53,10 @@ _USER = r"^[a-zA-Z_][a-zA-Z0-9_-]{0,30}$"
 # Characters allowed in paths: no whitespace, quotes, '%' (a systemd specifier),
 # '$' (an environment expansion), '\\' or glob characters, so a path means the same in a
 # unit file, a logrotate file, tmpfiles.d and a shell snippet in the docs.
-_PATH_CHARS = re.compile(r"^[A-Za-z0-9._/@+-]+$")
+_PATH_CHARS = re.compile(r"[A-Za-z0-9._/@+-]+")
+# What a repository URL may hold: no whitespace, quotes, backticks, backslashes or shell
+# redirections; it is shown in a `git clone` command (shell-quoted all the same).
+_REPO_URL = re.compile(r"(?:[a-z][a-z0-9+.-]*://|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:|/)[^\s\"'`\\|<>{}^]+")
 
 
 def _abs_path(value: str) -> str:
@@ -69,11 +72,20 @@ def _rel_path(value: str) -> str:
 
 
 def _clean_path(value: str) -> str:
-    if not _PATH_CHARS.match(value):
+    if not _PATH_CHARS.fullmatch(value):
         raise ValueError("may only contain letters, digits and . _ / @ + - (no spaces, quotes, %, $, globs)")
     parts = value.strip("/").split("/")
     if value != "/" and (value.endswith("/") or "" in parts or "." in parts or ".." in parts):
         raise ValueError("must be normalised: no '//', '/./', '/../' and no trailing '/'")
+    return value
+
+
+def _repo_url(value: str) -> str:
+    if not _REPO_URL.fullmatch(value):
+        raise ValueError(
+            "must be a repository URL (https://..., ssh://..., git@host:path, or an absolute path) "
+            "without spaces, quotes, backticks, backslashes, '|', '<', '>'"
+        )
     return value
 
 
@@ -92,7 +104,7 @@ def _not_root(value: str) -> str:
 
 
 def _file_name(value: str) -> str:
-    if "/" in value or value in {".", ".."} or value.startswith(".") or not _PATH_CHARS.match(value):
+    if "/" in value or value in {".", ".."} or value.startswith(".") or not _PATH_CHARS.fullmatch(value):
         raise ValueError("must be a plain, non-hidden file name (no '/', no leading '.')")
     return value
 
@@ -120,6 +132,9 @@ Text = Annotated[str, Field(min_length=1)]
 UnitText = Annotated[str, Field(min_length=1), AfterValidator(_unit_text)]
 """Free text written into a unit file (Description=, Environment= values): one line."""
 ServiceUser = Annotated[str, Field(pattern=_USER), AfterValidator(_not_root)]
+Flag = Annotated[bool, Strict()]
+"""true or false, nothing else (not 1, not "yes")."""
+RepoUrl = Annotated[str, AfterValidator(_repo_url)]
 Seconds = Annotated[float, Field(ge=0.000001, le=86400 * 7)]
 """A time span in seconds, > 0 at systemd's resolution of one microsecond, at most 7 days."""
 
@@ -140,7 +155,7 @@ StopTimeout = Annotated[float | Literal["infinity"], PlainValidator(_stop_timeou
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, allow_inf_nan=False)
 
 
 class EnvVar(_Model):
@@ -149,8 +164,8 @@ class EnvVar(_Model):
     description: Text
     example: Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$")]
     """A value shown in the docs (never a real secret)."""
-    required: bool = False
-    secret: bool = False
+    required: Flag = False
+    secret: Flag = False
     """Secret values are shown as `<secret>` in the docs."""
 
 
@@ -159,8 +174,8 @@ class Project(_Model):
 
     name: Name
     """Project name; prefixes the generated file names (`<name>.conf`)."""
-    title: Text
-    """Human name used in the docs' headings."""
+    title: UnitText
+    """Human name used in the docs' headings and the service user's GECOS (one line)."""
     language: Literal["ru", "en"]
     """Language of the generated docs: labels come from templates/i18n/<language>.yaml."""
     user: ServiceUser
@@ -180,7 +195,7 @@ class Project(_Model):
     the group lets a manual healthcheck run read it."""
     repo: AbsPath
     """Checkout of the application repository (WorkingDirectory=)."""
-    repo_url: Text
+    repo_url: RepoUrl
     """Where the code lives; the docs tell to restore it from here instead of backing it up."""
     source: str | None = None
     """This spec's own checkout of that code, relative to the spec folder (e.g. `..`): when set,
@@ -354,17 +369,17 @@ class LogPolicy(_Model):
     frequency: Literal["daily", "weekly", "monthly"]
     rotate: Annotated[int, Field(ge=1, le=3650)]
     """`rotate`: rotated files kept."""
-    compress: bool
+    compress: Flag
     """`compress` (gzip)."""
-    delaycompress: bool
+    delaycompress: Flag
     """`delaycompress`: the newest rotated file stays uncompressed one more cycle."""
-    dateext: bool
+    dateext: Flag
     dateformat: Annotated[str, Field(pattern=r"^[-._A-Za-z0-9%]+$")] = "-%Y%m%d"
     """`dateformat` (only %Y %m %d %H %M %S %V %s are understood by logrotate)."""
-    copytruncate: bool
+    copytruncate: Flag
     """`copytruncate`: copy then truncate in place, so the writer keeps its file descriptor."""
-    missingok: bool = True
-    notifempty: bool = True
+    missingok: Flag = True
+    notifempty: Flag = True
 
 
 class ExitCode(_Model):
