@@ -167,7 +167,8 @@ def sysusers_text(value: str) -> str:
     sysusers.d(5): fields are split on whitespace, quotes group a field, a backslash
     escapes the next character, and specifiers (``%``) are expanded, so ``\\`` and ``"``
     are escaped and ``%`` doubled. The GECOS field of passwd(5) cannot hold ``:`` (the
-    field separator; systemd-sysusers refuses it), so ``:`` becomes ``-``. Refuses control
+    field separator; systemd-sysusers refuses it), so ``:`` becomes ``-``. A value of exactly
+    ``-`` stays the sysusers.d(5) placeholder for "no GECOS", quoted or not. Refuses control
     characters (``ValueError``): a newline would start a second sysusers line.
     """
     _no_control(value, "sysusers.d field")
