@@ -15,7 +15,7 @@ from . import layout
 from .hardening import PRESET_NAMES
 from .models import Hardening, Spec
 
-__all__ = ["SYSTEM_ACCOUNTS", "check_references"]
+__all__ = ["SYSTEM_ACCOUNTS", "SYSTEM_FILE_NAMES", "check_references"]
 
 Found = tuple[tuple[str | int, ...], str]
 
@@ -172,9 +172,26 @@ SYSTEM_ACCOUNTS = frozenset(
 of the packages a server of this kind runs: the services must not share their identity."""
 
 
+SYSTEM_FILE_NAMES = frozenset(
+    """alternatives apache2 apt basic bind9 btmp chrony containerd cron dbus debian docker dpkg exim4
+    fail2ban getty haproxy home journal-nocow legacy man-db mariadb memcached mysql named networking
+    nginx ntp passwd polkitd postfix postgresql postgresql-common provision rabbitmq-server redis
+    redis-server rsyslog ssh sshd static-nodes-permissions supervisor tmp udev ufw
+    unattended-upgrades var wtmp x11""".split()
+)
+"""Names of files the base system and common packages ship in /usr/lib/tmpfiles.d, sysusers.d,
+/etc/logrotate.d and the unit folders: a same-named file in /etc masks or replaces theirs
+(tmpfiles.d(5), sysusers.d(5) "Configuration Directories and Precedence")."""
+
+
 def _identities(spec: Spec) -> Iterator[Found]:
     """Names the tree claims on the host: unit files, the service user, log owners."""
     p = spec.project
+    if p.name in SYSTEM_FILE_NAMES or p.name.startswith("systemd"):
+        yield ("project", "name"), (
+            f"'{p.name}' names files of the base system or a package (/etc/tmpfiles.d/{p.name}.conf would "
+            f"mask /usr/lib/tmpfiles.d/{p.name}.conf); choose the project's own name"
+        )
     for field in ("user", "group"):
         name = getattr(p, field)
         if name in SYSTEM_ACCOUNTS or name.startswith(("systemd-", "_")):
