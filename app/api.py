@@ -5,12 +5,19 @@ Endpoints: ``POST /jobs``, ``GET /jobs/{id}``, ``GET /jobs/{id}/events`` (SSE),
 
 All job state is in Redis; the only in-memory state is the set of open SSE
 connections (see ``app/README.md``).
+
+Limits (documented in ``app/README.md``): request bodies over 64 KiB (65536 bytes) get 413
+``{"error": "body_too_large"}`` before anything is parsed (:mod:`app.bodylimit`); a job has
+1..1000 steps of 0..60 seconds and at most 3600 seconds in all; 422 replies never echo the
+request body (each error's ``input`` is a repr cut to 200 characters).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import reprlib
 import signal
 import threading
 import uuid
@@ -22,12 +29,15 @@ from typing import Any, cast
 import dramatiq
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from app.bodylimit import MAX_BODY_BYTES, BodyLimitMiddleware
 from app.broker import CONNECT_TIMEOUT_SECONDS, build_broker
 from app.progress import JOB_ID_RE, CorruptJob, JobStore, job_key, job_status_from_hash
 from app.settings import QUEUE_NAME, RUN_JOB_ACTOR, Settings, load_settings
@@ -37,6 +47,15 @@ log = logging.getLogger(__name__)
 
 #: Upper bound (seconds) on the readiness probe's PING.
 READY_TIMEOUT_SECONDS = 3.0
+
+#: Bounds of ``POST /jobs``: steps per job, seconds per step, seconds per job (steps * step_seconds).
+MAX_STEPS = 1000
+MAX_STEP_SECONDS = 60.0
+MAX_JOB_SECONDS = 3600.0
+
+#: A 422 reply shows at most this many characters of each offending value (its repr), and of
+#: each error message / context string.
+MAX_ECHO_CHARS = 200
 
 
 @dataclass
@@ -100,6 +119,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPI(title="zachot", version="1.0", lifespan=lifespan)
+app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
 
 
 def _state(request: Request) -> _State:
@@ -122,13 +142,116 @@ async def _redis_error(request: Request, exc: RedisError) -> JSONResponse:
     return _error(503, "redis_unavailable", f"Redis is unavailable: {type(exc).__name__}: {exc}")
 
 
+_echo_repr = reprlib.Repr()
+_echo_repr.maxstring = MAX_ECHO_CHARS
+_echo_repr.maxother = MAX_ECHO_CHARS
+_echo_repr.maxlevel = 3
+
+
+def _cut(text: str) -> str:
+    """Return ``text`` cut to MAX_ECHO_CHARS characters (a cut one ends with ``...``)."""
+    return text if len(text) <= MAX_ECHO_CHARS else text[: MAX_ECHO_CHARS - 3] + "..."
+
+
+def short_repr(value: Any) -> str:
+    """A repr of ``value`` of at most MAX_ECHO_CHARS characters, computed without building the full repr."""
+    return _cut(_echo_repr.repr(value))
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` itself if it is a short JSON scalar (finite numbers only), else its short repr."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, str):
+        return _cut(value)
+    return short_repr(value)
+
+
+def safe_validation_errors(errors: Any) -> list[dict[str, Any]]:
+    """Turn pydantic/FastAPI validation errors into a short, always JSON-encodable list.
+
+    Args:
+        errors: ``RequestValidationError.errors()``: dicts with ``type``, ``loc``, ``msg`` and
+            usually ``input`` and ``ctx``.
+
+    Returns:
+        One dict per error with ``type``, ``loc`` (list of str/int), ``msg`` (at most
+        MAX_ECHO_CHARS characters), ``input`` (when the error had one: ``repr`` of the value, at
+        most MAX_ECHO_CHARS characters, so a NaN, an infinity or a large body is never echoed raw)
+        and ``ctx`` (when present: finite numbers kept, anything else as a short string).
+    """
+    out: list[dict[str, Any]] = []
+    for err in errors:
+        item: dict[str, Any] = {
+            "type": _cut(str(err.get("type", ""))),
+            "loc": [p if isinstance(p, int | str) and not isinstance(p, bool) else short_repr(p)
+                    for p in err.get("loc", ())],
+            "msg": _cut(str(err.get("msg", ""))),
+        }
+        if "input" in err:
+            item["input"] = short_repr(err["input"])
+        ctx = err.get("ctx")
+        if isinstance(ctx, dict) and ctx:
+            item["ctx"] = {_cut(str(k)): _json_safe(v) for k, v in ctx.items()}
+        out.append(item)
+    return out
+
+
+@app.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """Answer 422 ``{"detail": [{"type", "loc", "msg", "input", "ctx"}]}`` without echoing the body.
+
+    FastAPI's own handler copies every offending value into the reply: the whole body for a
+    missing field, and a NaN/Infinity value made it fail with a 500 (JSON cannot encode it).
+    Here ``input`` is a repr of at most MAX_ECHO_CHARS (200) characters; see
+    :func:`safe_validation_errors`.
+    """
+    return JSONResponse(status_code=422, content={"detail": safe_validation_errors(exc.errors())})
+
+
 class JobRequest(BaseModel):
-    """Body of ``POST /jobs``: ``steps`` (int 1..1000), ``step_seconds`` (seconds, 0..3600)."""
+    """Body of ``POST /jobs``.
+
+    Fields:
+        steps: int, 1..1000 (MAX_STEPS); JSON integers only.
+        step_seconds: seconds per step, a finite number 0..60 (MAX_STEP_SECONDS); NaN, Infinity
+            and numbers too large for a float (1e309, which JSON parsers turn into infinity) are
+            refused.
+        steps * step_seconds: at most 3600 seconds (MAX_JOB_SECONDS) per job, so that one job
+            cannot hold a worker thread for longer than an hour.
+
+    Violations are 422 replies naming the field in ``detail[].loc``; the product's error has
+    ``loc`` ``["body", "step_seconds"]`` and ``type`` ``job_too_long``.
+    """
 
     model_config = ConfigDict(extra="forbid")
-    steps: int = Field(ge=1, le=1000, strict=True, description="number of steps")
-    step_seconds: float = Field(ge=0, le=3600, allow_inf_nan=False, strict=True,
-                                description="duration of one step, seconds")
+    steps: int = Field(ge=1, le=MAX_STEPS, strict=True, description="number of steps (1..1000)")
+    step_seconds: float = Field(ge=0, le=MAX_STEP_SECONDS, allow_inf_nan=False, strict=True,
+                                description="duration of one step, seconds (0..60)")
+
+    @field_validator("step_seconds")
+    @classmethod
+    def _job_at_most_an_hour(cls, step_seconds: float, info: ValidationInfo) -> float:
+        """Refuse ``steps * step_seconds`` above MAX_JOB_SECONDS (seconds).
+
+        Runs after both fields passed their own bounds (``steps`` is validated first). A relative
+        slack of 1e-9 absorbs float rounding (71 * (3600 / 71) is 3600.0000000000005).
+
+        Raises:
+            PydanticCustomError: ``job_too_long`` (FastAPI turns it into a 422).
+        """
+        steps = info.data.get("steps")
+        if isinstance(steps, int):
+            total = steps * step_seconds
+            if total > MAX_JOB_SECONDS * (1 + 1e-9):
+                raise PydanticCustomError(
+                    "job_too_long",
+                    "steps * step_seconds = {total} s is more than the {limit} s one job may take",
+                    {"total": f"{total:.10g}", "limit": f"{MAX_JOB_SECONDS:g}"},
+                )
+        return step_seconds
 
 
 class JobCreated(BaseModel):
@@ -146,8 +269,10 @@ def create_job(body: JobRequest, request: Request) -> JSONResponse:
 
     Returns:
         202 ``{"id", "status": "queued", "events_url", "status_url"}`` with a
-        ``Location`` header; 422 on an invalid body; 503 if Redis is down (a
-        job whose message could not be enqueued is marked failed, best effort).
+        ``Location`` header; 422 on an invalid body (bounds in :class:`JobRequest`);
+        413 ``{"error": "body_too_large"}`` for a body over 64 KiB (65536 bytes);
+        503 if Redis is down (a job whose message could not be enqueued is marked
+        failed, best effort).
     """
     st = _state(request)
     job_id = uuid.uuid4().hex
