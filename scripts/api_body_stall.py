@@ -21,14 +21,15 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import math
+import multiprocessing
 import os
+import queue
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -154,13 +155,16 @@ class BigResult:
     reply: str = ""
 
 
-def send_big(url: str, size: int, chunked: bool, timeout: float, out: BigResult) -> None:
-    """POST ``size`` bytes to ``url``/jobs and record the outcome in ``out``.
+def send_big(url: str, size: int, chunked: bool, timeout: float, results: multiprocessing.Queue[BigResult]) -> None:
+    """POST a ``size``-byte body (see :func:`body_pieces`) to ``url``/jobs; put a BigResult on ``results``.
 
-    With ``chunked`` the body is a generator (httpx sends ``Transfer-Encoding: chunked``, no
-    Content-Length); otherwise the bytes are sent with a Content-Length header.
+    Runs in a child process, so that building and sending 50 MB does not hold the GIL of the
+    process that polls /healthz (that would be measured as server latency). With ``chunked`` the
+    body is a generator (httpx sends ``Transfer-Encoding: chunked``, no Content-Length); otherwise
+    bytes with a Content-Length header. ``timeout``: seconds, httpx's per-operation timeout.
     """
     content: bytes | Iterator[bytes] = body_pieces(size) if chunked else b"".join(body_pieces(size))
+    out = BigResult()
     t0 = time.monotonic()
     try:
         with httpx.Client(timeout=timeout) as c:
@@ -169,6 +173,7 @@ def send_big(url: str, size: int, chunked: bool, timeout: float, out: BigResult)
     except httpx.HTTPError as exc:
         out.error = f"{type(exc).__name__}: {exc}"
     out.seconds = time.monotonic() - t0
+    results.put(out)
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -182,8 +187,9 @@ def percentile(values: list[float], pct: float) -> float:
 
 def measure(url: str, size: int, chunked: bool, interval: float, max_seconds: float) -> int:
     """Send the big request while polling /healthz; print the figures; return the exit status (0/1)."""
-    big = BigResult()
-    sender = threading.Thread(target=send_big, args=(url, size, chunked, max_seconds, big), daemon=True)
+    ctx = multiprocessing.get_context("spawn")
+    results: multiprocessing.Queue[BigResult] = ctx.Queue()
+    sender = ctx.Process(target=send_big, args=(url, size, chunked, max_seconds, results), daemon=True)
     latencies: list[float] = []
     failures: list[str] = []
     deadline = time.monotonic() + max_seconds
@@ -204,6 +210,13 @@ def measure(url: str, size: int, chunked: bool, interval: float, max_seconds: fl
             latencies.append(took)
             time.sleep(max(0.0, interval - took))
     sender.join(timeout=5)
+    if sender.is_alive():
+        sender.kill()  # only after --max-seconds: the request is reported as still running
+        sender.join(timeout=5)
+    try:
+        big = results.get(timeout=1)
+    except queue.Empty:
+        big = BigResult()
     mode = "chunked (no Content-Length)" if chunked else "Content-Length"
     print(f"big request: {size} bytes, {mode}: "
           + (f"HTTP {big.status}" if big.status is not None else f"no reply ({big.error or 'still running'})")
