@@ -88,7 +88,7 @@ def _finite(text: str) -> float:
 
 
 def _yaml11_kind(text: str) -> str:
-    tag = _YAML11.resolve(yaml.ScalarNode, text, (True, False))
+    tag: str = _YAML11.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
     return tag.removeprefix(_CORE)
 
 
