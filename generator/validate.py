@@ -2,8 +2,9 @@
 
 Builds the spec in memory (spec and lint errors raise as for ``render``), then runs
 ``systemd-analyze verify``, ``systemd-analyze security --offline=true``, and
-``logrotate -d`` plus a sandboxed rotation of every service's logs (:mod:`generator.rotation`). Nothing
-under build/ or on the host's /etc is touched.
+``logrotate -d`` plus a sandboxed rotation of every service's logs (:mod:`generator.rotation`),
+and ``systemd-sysusers``/``systemd-tmpfiles --create`` on a scratch root holding a base Debian
+system (:mod:`generator.syscheck`). Nothing under build/ or on the host's /etc is touched.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from . import build
 from .environment import TEMPLATES_DIR
 from .realtools import ToolFinding, security_check, verify_units
 from .rotation import rotate_in_sandbox, rotation_findings
+from .syscheck import check_system_files
 
 __all__ = ["Validation", "validate"]
 
@@ -58,4 +60,8 @@ def validate(spec_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> Validation:
             run = rotate_in_sandbox(result.plan.spec, sv.name, work, runs)
             out.findings += rotation_findings(run, f"root{sv.logrotate_path}")
             out.checked.append(f"logrotate -d, then -f on {runs} days: {sv.logrotate_path}")
+        (scratch / "system").mkdir()
+        checked, found = check_system_files(result.plan, result.files, scratch / "system")
+        out.checked += checked
+        out.findings += found
     return out
