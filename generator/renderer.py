@@ -14,7 +14,7 @@ from typing import Any
 
 import jinja2
 
-from . import layout
+from . import layout, treeid
 from .environment import TEMPLATES_DIR, make_environment
 from .errors import TemplateError
 from .hardening import PRESET
@@ -27,10 +27,14 @@ __all__ = ["manifest_text", "render"]
 
 
 def manifest_text(p: Plan) -> str:
-    """The manifest: one tab-separated row per installed file, with a header row.
+    """The manifest: the generator's header line, then one tab-separated row per installed file.
 
-    Columns: ``build_path`` (under build/), ``server_path``, ``owner``, ``group``, ``mode``
-    (octal text). Rows are in artifact order.
+    Input: a :class:`Plan`. Output: the text of build/manifest.tsv. Its first line is the
+    comment ``# zachot-gen tree; sha256 of the rows below: <hex>`` (:func:`treeid.stamp`;
+    render and check recognise a tree zachot-gen wrote by it, readers skip it), then a
+    column-name row and the rows. Columns: ``build_path`` (under build/), ``server_path``,
+    ``owner``, ``group``, ``mode`` (octal text, the mode on the server). Rows are in
+    artifact order. Raises nothing.
     """
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
@@ -38,7 +42,7 @@ def manifest_text(p: Plan) -> str:
     for a in p.artifacts:
         if a.server_path:
             writer.writerow([a.path, a.server_path, a.owner, a.group, a.mode])
-    return buf.getvalue()
+    return treeid.stamp(buf.getvalue())
 
 
 def _exceptions_text(hardening: Hardening) -> str:

@@ -146,9 +146,16 @@ def parse_runbook(readme: str) -> Runbook:
 
 
 def read_manifest(path: Path) -> list[dict[str, str]]:
-    """build/manifest.tsv as a list of rows (build_path, server_path, owner, group, mode)."""
+    """build/manifest.tsv as a list of rows (build_path, server_path, owner, group, mode).
+
+    The first line, ``# zachot-gen tree; sha256 of the rows below: ...``, is a comment
+    (zachot-gen's mark on the tree) and is skipped, as is any other leading ``#`` line.
+    """
     with path.open(newline="") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
+        lines = f.readlines()
+    while lines and lines[0].startswith("#"):
+        lines.pop(0)
+    return list(csv.DictReader(lines, delimiter="\t"))
 
 
 def checkout_files() -> list[str]:
