@@ -76,7 +76,11 @@ def build_files(spec_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> dict[str
 def render_to(spec_dir: Path, build_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> Build:
     """Build ``spec_dir`` and replace ``build_dir`` with the result, atomically.
 
-    Raises :class:`GeneratorError` subclasses; on any error ``build_dir`` is left as it was.
+    Input: the spec folder, the build folder (absent, empty, or a tree zachot-gen wrote:
+    its manifest.tsv starts with the generator's header line and matches its sha256), the
+    templates folder. Output: the :class:`Build` written; every file gets mode 0644.
+    Raises :class:`GeneratorError` subclasses (:class:`OutputError` for a foreign folder,
+    saying why and what to do); on any error ``build_dir`` is left as it was.
     """
     result = build(spec_dir, templates_dir)
     write(build_dir, result.files, marker=MANIFEST)
@@ -86,6 +90,10 @@ def render_to(spec_dir: Path, build_dir: Path, templates_dir: Path = TEMPLATES_D
 def check(spec_dir: Path, build_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> Drift:
     """Build ``spec_dir`` in memory and compare with ``build_dir``; returns the :class:`Drift`.
 
-    Raises :class:`SpecError` or :class:`TemplateError`; writes nothing.
+    The drift names changed, missing and stale files, folders holding no rendered file,
+    files whose mode is not 0644 (nor ``0o666 & ~umask``, a clone's), and a manifest whose
+    header line does not match its digest. Falsy when ``build_dir`` is up to date. Raises
+    :class:`SpecError` or :class:`TemplateError` for the spec, :class:`OutputError` when
+    ``build_dir`` is not a plain folder; writes nothing.
     """
-    return diff(build_dir, build_files(spec_dir, templates_dir))
+    return diff(build_dir, build_files(spec_dir, templates_dir), marker=MANIFEST)

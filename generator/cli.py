@@ -7,6 +7,7 @@ command line, or a missing tool.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,9 +16,11 @@ from typing import Any, TypeVar
 import click
 
 from . import check as check_tree
-from . import render_to
+from . import render_to, treeid
 from .environment import TEMPLATES_DIR
 from .errors import GeneratorError, Problem, SpecError
+from .layout import MANIFEST
+from .output import FILE_MODE
 from .realtools import ToolMissing
 from .validate import validate as validate_tree
 
@@ -70,8 +73,9 @@ def main() -> None:
 def render(spec_dir: Path, build_dir: Path, templates_dir: Path) -> None:
     """Render spec/ into build/ (replaces the whole folder atomically).
 
-    The folder must be empty, absent, or a tree zachot-gen wrote (it holds manifest.tsv).
-    Exit 0 written, 2 on a spec/lint/template error (nothing written).
+    The folder must be empty, absent, or a tree zachot-gen wrote (its manifest.tsv starts
+    with the zachot-gen header line and matches its sha256). Exit 0 written, 2 on a
+    spec/lint/template error or a foreign folder (nothing written).
     """
     try:
         result = render_to(spec_dir, build_dir, templates_dir)
@@ -88,7 +92,9 @@ def render(spec_dir: Path, build_dir: Path, templates_dir: Path) -> None:
 def check(spec_dir: Path, build_dir: Path, templates_dir: Path) -> None:
     """Compare build/ with a fresh render of spec/ (writes nothing).
 
-    Exit 0 identical, 1 changed/missing/stale files (with unified diffs), 2 on a spec error.
+    Prints ``changed:``, ``missing:``, ``stale:`` (files, and folders holding no rendered
+    file), ``mode:`` (a file not at 0644) lines, then unified diffs. Exit 0 identical, 1
+    drift, 2 on a spec error.
     """
     try:
         drift = check_tree(spec_dir, build_dir, templates_dir)
@@ -100,9 +106,21 @@ def check(spec_dir: Path, build_dir: Path, templates_dir: Path) -> None:
     for kind, paths in (("changed", drift.changed), ("missing", drift.missing), ("stale", drift.stale)):
         for path in paths:
             click.echo(f"{kind}: {build_dir}/{path}")
+    for folder in drift.stale_dirs:
+        click.echo(f"stale: {build_dir}/{folder}/ (folder)")
+    for path, mode in drift.modes:
+        click.echo(f"mode: {build_dir}/{path} is {mode:04o}, want {FILE_MODE:04o}")
     for text in drift.diffs.values():
         click.echo(text, nl=False)
-    click.echo(f"zachot-gen: {build_dir}/ is out of date; run 'zachot-gen render'", err=True)
+    why = treeid.problem(build_dir / MANIFEST) if build_dir.is_dir() and any(build_dir.iterdir()) else None
+    if why is not None:  # render would refuse this folder: say what works
+        click.echo(
+            f"zachot-gen: {build_dir}/ is out of date, and render will not replace it: its {MANIFEST} {why}; "
+            f"if it is a zachot-gen tree, run 'rm -r {shlex.quote(str(build_dir))}' and 'zachot-gen render'",
+            err=True,
+        )
+    else:
+        click.echo(f"zachot-gen: {build_dir}/ is out of date; run 'zachot-gen render'", err=True)
     sys.exit(EXIT_DRIFT)
 
 

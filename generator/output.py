@@ -5,7 +5,11 @@ the old one in one ``renameat2(RENAME_EXCHANGE)`` call (Linux >= 3.15, rename(2)
 crash or kill at any moment leaves either the old tree or the new one under the name.
 Files the previous render made and this one does not are gone with the old tree.
 Nothing under the old tree is followed: a symlink planted inside build/ is removed as a
-link, never written through.
+link, never written through. An existing non-empty folder is replaced only when its
+manifest carries the generator's header line with a matching digest (:mod:`treeid`).
+
+``diff`` reports changed, missing and stale files, folders holding no rendered file, and
+files whose mode is not 0644 (or what a git clone has under the current umask).
 """
 
 from __future__ import annotations
@@ -15,15 +19,20 @@ import ctypes.util
 import difflib
 import fcntl
 import os
+import shlex
 import shutil
 import stat
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from . import treeid
 from .errors import OutputError
 
-__all__ = ["Drift", "diff", "read_tree", "write"]
+__all__ = ["FILE_MODE", "Drift", "accepted_modes", "diff", "read_tree", "write"]
+
+FILE_MODE = 0o644
+"""The mode of every file render writes (what a git clone has under umask 022)."""
 
 _RENAME_EXCHANGE = 2  # linux/fs.h
 _AT_FDCWD = -100
@@ -52,7 +61,7 @@ def _sweep(parent: Path, name: str) -> None:
                 shutil.rmtree(stale, ignore_errors=True)
 
 
-def _fill(tmp: Path, files: dict[str, str], modes: dict[str, int]) -> None:
+def _fill(tmp: Path, files: dict[str, str]) -> None:
     for rel, text in sorted(files.items()):
         target = tmp / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -60,29 +69,34 @@ def _fill(tmp: Path, files: dict[str, str], modes: dict[str, int]) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(target, modes.get(rel, 0o644))
+        os.chmod(target, FILE_MODE)
 
 
 def _check_target(build_dir: Path, marker: str | None) -> None:
     if build_dir.is_symlink() or (build_dir.exists() and not build_dir.is_dir()):
         raise OutputError(f"{build_dir} exists and is not a plain directory; refusing to replace it")
-    if marker and build_dir.is_dir() and any(build_dir.iterdir()) and not (build_dir / marker).is_file():
+    if not marker or not build_dir.is_dir() or not any(build_dir.iterdir()):
+        return
+    why = treeid.problem(build_dir / marker)
+    if why is not None:
         raise OutputError(
-            f"{build_dir} is not empty and holds no {marker}, so it is not a tree zachot-gen wrote; "
-            "refusing to replace it (render replaces the whole folder)"
+            f"{build_dir} is not empty and its {marker} {why}, so it is not a tree zachot-gen wrote; "
+            "refusing to replace it (render replaces the whole folder). If it is an old or hand-edited zachot-gen "
+            f"tree, remove it (rm -r {shlex.quote(str(build_dir))}) and render again; otherwise choose another --build"
         )
 
 
-def write(
-    build_dir: Path, files: dict[str, str], modes: dict[str, int] | None = None, marker: str | None = None
-) -> None:
+def write(build_dir: Path, files: dict[str, str], marker: str | None = None) -> None:
     """Replace ``build_dir`` with exactly ``files`` (``{relative path: text}``), atomically.
 
-    ``modes`` gives a file's permission bits (default 0o644). ``marker`` names a file every
-    tree this function writes holds: an existing non-empty ``build_dir`` without it is not
-    replaced. Concurrent calls for the same folder are serialised with flock(2) on the
-    parent folder. Raises :class:`OutputError` when ``build_dir`` is a symlink, a file, or a
-    foreign folder, a path would escape the tree, or the disk refuses (read-only, full).
+    Every file is written with mode :data:`FILE_MODE` (0644, what a git clone has).
+    ``marker`` names the manifest every tree this function writes holds, stamped with
+    :mod:`treeid`'s header line: an existing non-empty ``build_dir`` whose marker is
+    missing, has no header line, or does not match its digest is not touched. Concurrent
+    calls for the same folder are serialised with flock(2) on the parent folder. Raises
+    :class:`OutputError` (saying why and what to do) when ``build_dir`` is a symlink, a
+    file, or a foreign folder, a path would escape the tree, or the disk refuses
+    (read-only, full); ``build_dir`` is then as it was.
     """
     for rel in files:
         parts = Path(rel).parts
@@ -96,7 +110,7 @@ def write(
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
             _check_target(build_dir, marker)
-            _swap_in(build_dir, parent, files, modes or {})
+            _swap_in(build_dir, parent, files)
         finally:
             os.close(lock)
     except OSError as exc:
@@ -104,11 +118,11 @@ def write(
         raise OutputError(f"cannot write {build_dir}: {exc.strerror or exc}{where}") from None
 
 
-def _swap_in(build_dir: Path, parent: Path, files: dict[str, str], modes: dict[str, int]) -> None:
+def _swap_in(build_dir: Path, parent: Path, files: dict[str, str]) -> None:
     _sweep(parent, build_dir.name)
     tmp = Path(tempfile.mkdtemp(prefix=f".{build_dir.name}.new-", dir=parent))
     try:
-        _fill(tmp, files, modes)
+        _fill(tmp, files)
         os.chmod(tmp, 0o755)
         if not build_dir.exists():
             os.rename(tmp, build_dir)
@@ -123,64 +137,126 @@ def _swap_in(build_dir: Path, parent: Path, files: dict[str, str], modes: dict[s
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def read_tree(build_dir: Path) -> dict[str, bytes | None]:
-    """Every entry under ``build_dir``: regular files -> bytes; symlinks, devices -> None.
+@dataclass
+class _Disk:
+    files: dict[str, bytes | None] = field(default_factory=dict)
+    """Every entry but a real folder: regular files -> bytes; symlinks, devices -> None."""
+    modes: dict[str, int] = field(default_factory=dict)
+    """Permission bits (incl. setuid/setgid/sticky) of each regular file."""
+    dirs: list[str] = field(default_factory=list)
+    """Every real folder (not a symlink) below the root."""
 
-    Does not follow symlinks. A missing folder reads as empty.
-    """
-    out: dict[str, bytes | None] = {}
+
+def _scan(build_dir: Path) -> _Disk:
+    disk = _Disk()
     if not build_dir.is_dir() or build_dir.is_symlink():
-        return out
+        return disk
     for root, dirs, names in os.walk(build_dir, followlinks=False):
-        for name in names + [d for d in dirs if (Path(root) / d).is_symlink()]:
+        for name in names + dirs:
             path = Path(root) / name
             rel = path.relative_to(build_dir).as_posix()
             st = os.lstat(path)
-            out[rel] = path.read_bytes() if stat.S_ISREG(st.st_mode) else None
-    return out
+            if stat.S_ISDIR(st.st_mode):
+                disk.dirs.append(rel)
+            elif stat.S_ISREG(st.st_mode):
+                disk.files[rel] = path.read_bytes()
+                disk.modes[rel] = stat.S_IMODE(st.st_mode)
+            else:
+                disk.files[rel] = None
+    return disk
+
+
+def read_tree(build_dir: Path) -> dict[str, bytes | None]:
+    """Every entry under ``build_dir``: regular files -> bytes; symlinks, devices -> None.
+
+    Does not follow symlinks. A missing folder reads as empty. Real folders are not listed.
+    """
+    return _scan(build_dir).files
+
+
+def _umask() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no /proc: read it by setting it, and put it back at once
+    os.umask(mask)
+    return mask
+
+
+def accepted_modes() -> frozenset[int]:
+    """File modes ``check`` accepts in build/: :data:`FILE_MODE` and a clone's ``0o666 & ~umask``.
+
+    Git records only the executable bit, so a clean clone has every (non-executable) file at
+    0666 minus the current umask (0644 under umask 022, 0664 under 002). Raises nothing.
+    """
+    return frozenset({FILE_MODE, 0o666 & ~_umask()})
 
 
 @dataclass
 class Drift:
-    """How build/ differs from a fresh render: paths changed, missing, stale; diffs per path."""
+    """How build/ differs from a fresh render; falsy when it does not differ at all.
+
+    ``changed``, ``missing``, ``stale``: file paths (relative to build/); ``diffs``: a unified
+    diff per changed or missing file; ``stale_dirs``: topmost folders holding no rendered
+    file (e.g. an empty folder); ``modes``: ``(path, permission bits)`` of each rendered
+    file whose mode is not one of :func:`accepted_modes`.
+    """
 
     changed: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
     diffs: dict[str, str] = field(default_factory=dict)
+    stale_dirs: list[str] = field(default_factory=list)
+    modes: list[tuple[str, int]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.changed or self.missing or self.stale)
+        return bool(self.changed or self.missing or self.stale or self.stale_dirs or self.modes)
 
 
-def diff(build_dir: Path, files: dict[str, str]) -> Drift:
-    """Compare ``build_dir`` on disk with rendered ``files``.
+def _unified(build_dir: Path, rel: str, have: bytes | None, want: str) -> str:
+    old = (have or b"").decode("utf-8", errors="replace").splitlines(keepends=True)
+    return "".join(
+        difflib.unified_diff(
+            old,
+            want.splitlines(keepends=True),
+            fromfile=f"{build_dir}/{rel}" if have is not None else "/dev/null",
+            tofile=f"rendered/{rel}",
+        )
+    )
 
-    Output: a :class:`Drift` (falsy when identical byte for byte). ``diffs`` holds a
-    unified diff (difflib) for each changed and missing file. A symlink or other
-    non-regular file where a file is expected counts as changed.
+
+def diff(build_dir: Path, files: dict[str, str], marker: str | None = None) -> Drift:
+    """Compare ``build_dir`` on disk with rendered ``files`` (``{relative path: text}``).
+
+    Output: a :class:`Drift`, falsy when every rendered file is there byte for byte with an
+    accepted mode (:func:`accepted_modes`), nothing else is there, and no folder is empty
+    of rendered files. A symlink or other non-regular file where a file is expected counts
+    as changed; so does ``marker`` (the manifest) when its :mod:`treeid` header line is
+    missing or does not match its digest. Raises :class:`OutputError` when ``build_dir`` is
+    a symlink or not a folder, ``OSError`` when a file cannot be read.
     """
     if build_dir.is_symlink() or (build_dir.exists() and not build_dir.is_dir()):
         raise OutputError(f"{build_dir} exists and is not a plain directory")
-    disk = read_tree(build_dir)
+    disk = _scan(build_dir)
     drift = Drift()
     for rel in sorted(files):
-        want = files[rel].encode("utf-8")
-        have = disk.get(rel, b"") if rel in disk else None
-        if rel not in disk:
+        if rel not in disk.files:
             drift.missing.append(rel)
-        elif have != want:
+        elif disk.files[rel] != files[rel].encode("utf-8"):
             drift.changed.append(rel)
         else:
             continue
-        old = (have or b"").decode("utf-8", errors="replace").splitlines(keepends=True)
-        drift.diffs[rel] = "".join(
-            difflib.unified_diff(
-                old,
-                files[rel].splitlines(keepends=True),
-                fromfile=f"{build_dir}/{rel}" if rel in disk else "/dev/null",
-                tofile=f"rendered/{rel}",
-            )
-        )
-    drift.stale = sorted(set(disk) - set(files))
+        drift.diffs[rel] = _unified(build_dir, rel, disk.files.get(rel), files[rel])
+    header_bad = marker is not None and marker in files and marker in disk.modes and treeid.problem(build_dir / marker)
+    if marker is not None and header_bad and marker not in drift.changed:
+        drift.changed = sorted([*drift.changed, marker])
+        drift.diffs[marker] = _unified(build_dir, marker, disk.files[marker], files[marker])
+    drift.stale = sorted(set(disk.files) - set(files))
+    wanted = {str(parent) for rel in files for parent in PurePosixPath(rel).parents}
+    drift.stale_dirs = sorted(d for d in disk.dirs if d not in wanted and str(PurePosixPath(d).parent) in wanted)
+    ok = accepted_modes()
+    drift.modes = [(rel, disk.modes[rel]) for rel in sorted(files) if rel in disk.modes and disk.modes[rel] not in ok]
     return drift

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import REPO, run_cli, tree_bytes
 
-from generator import build_files, check
+from generator import build_files, check, diff
 
 UNIT = "root/etc/systemd/system/zachot-api.service"
 
@@ -27,7 +30,10 @@ def built(tmp_path: Path) -> Path:
 
 def test_committed_build_matches_spec() -> None:
     drift = check(REPO / "spec", REPO / "build")
-    assert not drift, f"build/ is out of date: {drift.changed + drift.missing + drift.stale}; run 'make render'"
+    assert not drift, (
+        f"build/ is out of date: {drift.changed + drift.missing + drift.stale}, folders {drift.stale_dirs}, "
+        f"modes {drift.modes}; run 'make render'"
+    )
 
 
 def test_render_writes_exactly_the_rendered_files(built: Path) -> None:
@@ -197,3 +203,173 @@ def test_pip_install_of_the_checkout_leaves_build_alone(tmp_path: Path) -> None:
     assert sorted(after) == sorted(before), f"pip wrote into build/: {sorted(set(after) - set(before))}"
     result = run_cli("check", "--spec", src / "spec", "--build", src / "build")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- A tree zachot-gen wrote is recognised by its manifest's header line, nothing else ------------
+
+HEADER = "# zachot-gen tree; sha256 of the rows below: "
+
+
+def _foreign_folder(tmp_path: Path, manifest: str) -> Path:
+    folder = tmp_path / "photos"
+    (folder / "2023").mkdir(parents=True)
+    (folder / "2023" / "holiday.jpg").write_bytes(b"\xff\xd8precious")
+    (folder / "manifest.tsv").write_text(manifest)
+    return folder
+
+
+def _refused_untouched(folder: Path, why: str) -> None:
+    before = tree_bytes(folder)
+    stamps = {p: (p.stat().st_mtime_ns, p.stat().st_mode) for p in folder.rglob("*")}
+    beside = sorted(p.name for p in folder.parent.iterdir())
+    result = run_cli("render", "--spec", REPO / "spec", "--build", folder)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "is not a tree zachot-gen wrote" in result.stderr and why in result.stderr, result.stderr
+    assert f"rm -r {folder}" in result.stderr and "choose another --build" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert tree_bytes(folder) == before
+    assert {p: (p.stat().st_mtime_ns, p.stat().st_mode) for p in folder.rglob("*")} == stamps
+    assert sorted(p.name for p in folder.parent.iterdir()) == beside  # no scratch tree left either
+
+
+def test_render_refuses_a_foreign_folder_that_merely_holds_a_manifest_tsv(tmp_path: Path) -> None:
+    folder = _foreign_folder(tmp_path, "file\tsize\n2023/holiday.jpg\t10\n")
+    _refused_untouched(folder, "manifest.tsv has no zachot-gen header line")
+
+
+def test_render_refuses_a_manifest_whose_header_digest_is_forged(tmp_path: Path) -> None:
+    folder = _foreign_folder(tmp_path, HEADER + "0" * 64 + "\nfile\tsize\n2023/holiday.jpg\t10\n")
+    _refused_untouched(folder, "do not match its sha256")
+
+
+def test_render_refuses_a_zachot_tree_whose_manifest_rows_were_edited(built: Path) -> None:
+    manifest = built / "manifest.tsv"
+    manifest.write_text(manifest.read_text().replace("\troot\troot\t0644\n", "\troot\troot\t0600\n", 1))
+    _refused_untouched(built, "do not match its sha256")
+
+
+def test_render_refuses_a_folder_whose_manifest_is_a_symlink(built: Path, tmp_path: Path) -> None:
+    real = tmp_path / "real.tsv"
+    real.write_text((built / "manifest.tsv").read_text())
+    (built / "manifest.tsv").unlink()
+    (built / "manifest.tsv").symlink_to(real)
+    _refused_untouched(built, "manifest.tsv is a symlink")
+
+
+def test_manifest_header_is_the_sha256_of_the_rows_below(built: Path) -> None:
+    first, _, body = (built / "manifest.tsv").read_text().partition("\n")
+    assert first == HEADER + hashlib.sha256(body.encode()).hexdigest()
+    assert body.startswith("build_path\tserver_path\towner\tgroup\tmode\n")
+
+
+def test_a_rendered_tree_re_renders_and_keeps_its_mark(built: Path) -> None:
+    (built / UNIT).write_text("hand edit\n")
+    for _ in range(2):
+        result = run_cli("render", "--spec", REPO / "spec", "--build", built)
+        assert result.returncode == 0, result.stderr
+    assert run_cli("check", "--spec", REPO / "spec", "--build", built).returncode == 0
+
+
+def test_server_tests_read_the_manifest_rows_without_the_header(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "tests" / "server"))
+    testserver = importlib.import_module("testserver")
+    rows = testserver.read_manifest(built / "manifest.tsv")
+    assert [r["build_path"] for r in rows] == sorted(
+        (p.relative_to(built).as_posix() for p in (built / "root").rglob("*") if p.is_file()),
+        key=[r["build_path"] for r in rows].index,
+    )
+    assert all(set(r) == {"build_path", "server_path", "owner", "group", "mode"} for r in rows)
+    assert all(r["server_path"].startswith("/") and not r["build_path"].startswith("#") for r in rows)
+
+
+def test_check_reports_a_manifest_without_a_valid_header_as_changed(tmp_path: Path) -> None:
+    """Byte-equal to what the caller rendered, but not stamped: still not a tree zachot-gen wrote."""
+    (tmp_path / "manifest.tsv").write_text("build_path\n")
+    (tmp_path / "manifest.tsv").chmod(0o644)
+    drift = diff(tmp_path, {"manifest.tsv": "build_path\n"}, marker="manifest.tsv")
+    assert drift.changed == ["manifest.tsv"]
+    assert not diff(tmp_path, {"manifest.tsv": "build_path\n"})
+
+
+def test_check_on_a_tree_from_before_the_header_says_how_to_re_render(built: Path) -> None:
+    manifest = built / "manifest.tsv"
+    manifest.write_text(manifest.read_text().partition("\n")[2])  # as zachot-gen wrote it before the header
+    result = run_cli("check", "--spec", REPO / "spec", "--build", built)
+    assert result.returncode == 1
+    assert f"changed: {built}/manifest.tsv" in result.stdout
+    assert "render will not replace it" in result.stderr and f"rm -r {built}" in result.stderr
+
+
+# --- check compares file modes and reports folders holding no rendered file -----------------------
+
+
+def test_render_writes_every_file_0644_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o077)
+    try:
+        result = run_cli("render", "--spec", REPO / "spec", "--build", tmp_path / "build")
+    finally:
+        os.umask(old)
+    assert result.returncode == 0, result.stderr
+    modes = {p.relative_to(tmp_path).as_posix(): oct(stat.S_IMODE(p.stat().st_mode))
+             for p in (tmp_path / "build").rglob("*") if p.is_file()}
+    assert len(modes) == len(build_files(REPO / "spec"))
+    assert set(modes.values()) == {"0o644"}, modes
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o4755, 0o2644, 0o1644, 0o755, 0o600], ids=lambda m: f"{m:04o}")
+def test_check_names_a_file_whose_mode_changed(built: Path, mode: int) -> None:
+    (built / UNIT).chmod(mode)
+    result = run_cli("check", "--spec", REPO / "spec", "--build", built)
+    assert result.returncode == 1, result.stdout
+    assert f"mode: {built}/{UNIT} is {mode:04o}, want 0644" in result.stdout
+    assert "changed:" not in result.stdout and "up to date" not in result.stdout
+    assert run_cli("render", "--spec", REPO / "spec", "--build", built).returncode == 0
+    assert stat.S_IMODE((built / UNIT).stat().st_mode) == 0o644
+    assert run_cli("check", "--spec", REPO / "spec", "--build", built).returncode == 0
+
+
+def test_check_names_the_manifest_when_its_mode_changed(built: Path) -> None:
+    (built / "manifest.tsv").chmod(0o4755)
+    result = run_cli("check", "--spec", REPO / "spec", "--build", built)
+    assert result.returncode == 1
+    assert f"mode: {built}/manifest.tsv is 4755, want 0644" in result.stdout
+
+
+def test_check_names_an_empty_folder(built: Path) -> None:
+    (built / "extra").mkdir()
+    (built / "root/etc/empty/deeper").mkdir(parents=True)
+    result = run_cli("check", "--spec", REPO / "spec", "--build", built)
+    assert result.returncode == 1, result.stdout
+    assert f"stale: {built}/extra/ (folder)\n" in result.stdout
+    assert f"stale: {built}/root/etc/empty/ (folder)\n" in result.stdout
+    assert "deeper" not in result.stdout  # the topmost folder names it
+    assert run_cli("render", "--spec", REPO / "spec", "--build", built).returncode == 0
+    assert not (built / "extra").exists()
+
+
+def test_check_names_a_folder_holding_only_stale_files(built: Path) -> None:
+    (built / "old").mkdir()
+    (built / "old" / "x.conf").write_text("x\n")
+    result = run_cli("check", "--spec", REPO / "spec", "--build", built)
+    assert result.returncode == 1
+    assert f"stale: {built}/old/ (folder)" in result.stdout and f"stale: {built}/old/x.conf" in result.stdout
+
+
+def test_a_clone_made_under_umask_002_is_not_drift(built: Path) -> None:
+    """git checks files out at 0666 & ~umask: 0664 under umask 002 is what a clone has."""
+    for p in built.rglob("*"):
+        if p.is_file():
+            p.chmod(0o664)
+    old = os.umask(0o002)
+    try:
+        under_002 = run_cli("check", "--spec", REPO / "spec", "--build", built)
+    finally:
+        os.umask(old)
+    assert under_002.returncode == 0, under_002.stdout
+    old = os.umask(0o022)
+    try:
+        under_022 = run_cli("check", "--spec", REPO / "spec", "--build", built)
+    finally:
+        os.umask(old)
+    assert under_022.returncode == 1
+    assert f"mode: {built}/{UNIT} is 0664, want 0644" in under_022.stdout
