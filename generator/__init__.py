@@ -19,6 +19,7 @@ from .models import Spec
 from .output import Drift, diff, write
 from .planner import Plan, plan
 from .renderer import render
+from .treesize import tree_size_problem
 
 __all__ = [
     "Build",
@@ -60,6 +61,9 @@ def build(spec_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> Build:
     p = plan(loaded.spec)
     files = render(p, templates_dir)
     source = (spec_dir / loaded.spec.project.source).resolve() if loaded.spec.project.source else None
+    too_big = tree_size_problem(loaded, files, sum(f.stat().st_size for f in loaded.files))
+    if too_big is not None:
+        raise SpecError([too_big])
     findings = lint(p, files, source)
     errors = [loaded.problem(f.path, f.message) for f in findings if f.severity == "error"]
     if errors:

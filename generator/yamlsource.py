@@ -143,6 +143,8 @@ class _Builder:
         if self.nodes > MAX_NODES:
             raise _TooLarge(self.loc(node), f"document expands to more than {MAX_NODES} nodes (alias bomb?)")
         self.smap.values.setdefault(path, self.loc(node))
+        if len(path) > MAX_DEPTH:  # aliases can nest deeper than the text, or refer to themselves
+            raise _TooLarge(self.loc(node), f"aliases nest lists and mappings deeper than {MAX_DEPTH} levels")
         if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
             try:
                 check_collection_tag(node)

