@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from generator.filters import shell_command, shell_word, sysusers_text, sysusers_word, tmpfiles_path
@@ -37,17 +37,30 @@ def _scratch_root(tmp: Path) -> Path:
     return root
 
 
-@_SETTINGS
-@given(_TEXT)
-def test_sysusers_text_round_trips_through_systemd_sysusers(text: str) -> None:
-    line = f"u probe - {sysusers_text(text)} /opt/probe /usr/sbin/nologin\n"
+def _apply(tool: list[str], line: str, read: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run ``tool --root=<scratch> <conf holding line>``; return the process and the names
+    (passwd lines, or the entries of a folder) found at ``read`` inside the root."""
     with tempfile.TemporaryDirectory() as tmp:
         root = _scratch_root(Path(tmp))
         conf = Path(tmp) / "probe.conf"
         conf.write_text(line)
-        proc = subprocess.run(["systemd-sysusers", f"--root={root}", str(conf)], capture_output=True, text=True,
-                              timeout=60)  # fmt: skip
-        users = [ln.split(":") for ln in (root / "etc/passwd").read_text().splitlines()]
+        proc = subprocess.run([*tool, f"--root={root}", str(conf)], capture_output=True, text=True, timeout=60)
+        found = root / read
+        if found.is_dir():
+            return proc, sorted(p.name for p in found.iterdir())
+        return proc, found.read_text().splitlines() if found.is_file() else []
+
+
+@_SETTINGS
+@given(_TEXT)
+@example('x" /bin/sh u evil - "e')
+@example("back\\slash\\")
+@example("100% %n: 'single'")
+@example("-")
+def test_sysusers_text_round_trips_through_systemd_sysusers(text: str) -> None:
+    line = f"u probe - {sysusers_text(text)} /opt/probe /usr/sbin/nologin\n"
+    proc, lines = _apply(["systemd-sysusers"], line, "etc/passwd")
+    users = [ln.split(":") for ln in lines]
     assert proc.returncode == 0, (line, proc.stderr)
     assert [u[0] for u in users] == ["root", "probe"], (line, users)
     want = "" if text.replace(":", "-") == "-" else text.replace(":", "-")  # "-": no GECOS, sysusers.d(5)
@@ -65,15 +78,10 @@ def test_sysusers_filters_refuse_control_characters(bad: str) -> None:
 
 @_SETTINGS
 @given(_NAME)
+@example("100%n")
 def test_tmpfiles_path_round_trips_through_systemd_tmpfiles(name: str) -> None:
-    path = f"/srv/probe/{name}"
-    with tempfile.TemporaryDirectory() as tmp:
-        root = _scratch_root(Path(tmp))
-        conf = Path(tmp) / "probe.conf"
-        conf.write_text(f"d {tmpfiles_path(path)} 0750 root root -\n")
-        proc = subprocess.run(["systemd-tmpfiles", "--create", f"--root={root}", str(conf)], capture_output=True,
-                              text=True, timeout=60)  # fmt: skip
-        made = sorted(p.name for p in (root / "srv/probe").iterdir()) if (root / "srv/probe").is_dir() else []
+    line = f"d {tmpfiles_path(f'/srv/probe/{name}')} 0750 root root -\n"
+    proc, made = _apply(["systemd-tmpfiles", "--create"], line, "srv/probe")
     assert proc.returncode == 0, proc.stderr
     assert made == [name]
 
@@ -86,6 +94,7 @@ def test_tmpfiles_path_refuses_what_would_split_a_line(bad: str) -> None:
 
 @_SETTINGS
 @given(st.lists(_TEXT, min_size=1, max_size=4))
+@example(["it's", '"$(id)"', "a b;c|d", "`x`\\"])
 def test_shell_command_is_split_back_into_the_same_words(words: list[str]) -> None:
     line = shell_command(["printf", "%s\\0", *words])
     proc = subprocess.run(["bash", "-c", line], capture_output=True, timeout=30)
