@@ -12,10 +12,15 @@ that belongs to this project, never a system tree. The rules, in order:
    ``/proc``, ``/root``, ``/tmp``, ...): the Filesystem Hierarchy Standard 3.0 gives them to
    the distribution, the kernel, or root alone.
 3. Below ``project.root`` (itself checked by 1 and 2): the project's own.
-4. Elsewhere, one of the folders on the way must be named after the project (``zachot``,
-   ``zachot-api``, ``zachot.d``): ``/var/log/zachot``, ``/etc/zachot/zachot.env``,
-   ``/srv/data/zachot``. A folder named after another package (``/var/log/nginx``,
-   ``/etc/systemd``) is that package's, and ``d`` would change its owner.
+4. Elsewhere, the first folder below the shared containers (:data:`CONTAINERS`: ``/etc``,
+   ``/opt``, ``/srv``, ``/var/log``, ``/var/lib``, ``/run``, ..., or any other top-level folder
+   such as ``/data``) must be named after the project (``zachot``, ``zachot-api``,
+   ``zachot.d``): ``/var/log/zachot``, ``/etc/zachot/zachot.env``, ``/data/zachot``. A folder
+   inside another package's folder is that package's, even when named after the project:
+   ``/etc/systemd/system/zachot-api.service.d`` owned by the service user would let it write
+   a drop-in that runs as root; ``d /var/log/nginx`` would take nginx's logs.
+
+``project.root`` itself must follow rules 1, 2 and 4, so "below the root" stays the project's own.
 
 Folders the service user may write (logs, ``hardening.writable_paths``) must also not hold
 the code or the secrets it runs with (venv, repo checkout, env file): a service that can
@@ -33,7 +38,7 @@ from pathlib import PurePosixPath
 
 from .models import Project, Spec
 
-__all__ = ["SEALED_TREES", "SYSTEM_TREES", "path_problems", "project_dir_problem"]
+__all__ = ["CONTAINERS", "SEALED_TREES", "SYSTEM_TREES", "path_problems", "project_dir_problem", "root_problem"]
 
 SYSTEM_TREES = frozenset(
     {
@@ -52,6 +57,12 @@ SEALED_TREES = ("/bin", "/boot", "/dev", "/lib", "/lib32", "/lib64", "/libx32", 
 """Trees nothing of a project's may lie below: the distribution's, the kernel's, root's home,
 and the shared temporary folders (where another user can plant a path first)."""
 
+CONTAINERS = frozenset(
+    {"/", "/etc", "/home", "/media", "/mnt", "/opt", "/run", "/srv", "/var", "/var/cache", "/var/lib",
+     "/var/local", "/var/log", "/var/opt", "/var/spool", "/var/www"}
+)  # fmt: skip
+"""Folders shared by every package, in which a project keeps a folder of its own."""
+
 Found = tuple[tuple[str | int, ...], str]
 
 
@@ -60,8 +71,23 @@ def _below(path: str, tree: str) -> bool:
 
 
 def _named_after(path: str, name: str) -> bool:
-    parts = PurePosixPath(path).parts[2:]  # not "/" nor the top-level folder
-    return any(p == name or p.startswith((f"{name}-", f"{name}_", f"{name}.")) for p in parts)
+    """Whether the first folder of ``path`` below the shared containers is named after the
+    project; a top-level folder that is not a system tree (``/data``) is a container too,
+    unless it is itself named after the project (``/zachot``)."""
+
+    def named(part: str) -> bool:
+        return part == name or part.startswith((f"{name}-", f"{name}_", f"{name}."))
+
+    parts = PurePosixPath(path).parts
+    for depth in range(2, len(parts) + 1):
+        prefix = str(PurePosixPath(*parts[:depth]))
+        if prefix in CONTAINERS:
+            continue
+        if named(parts[depth - 1]):
+            return True
+        if depth > 2 or prefix in SYSTEM_TREES:
+            return False
+    return False
 
 
 def _system_problem(path: str) -> str | None:
@@ -73,14 +99,16 @@ def _system_problem(path: str) -> str | None:
     return None
 
 
-def root_problem(root: str) -> str | None:
+def root_problem(root: str, name: str) -> str | None:
     """Why ``project.root`` cannot be the project's root folder, or None.
 
-    Input: an absolute, normalised path. Output: a message, or None when ``root`` is neither
-    a system tree (rule 1) nor below an OS-owned one (rule 2).
+    Input: an absolute, normalised path and the project's name. Output: a message, or None
+    when ``root`` follows rules 1, 2 and 4 of this module.
     """
     problem = _system_problem(root)
-    return f"{problem}; the project root must be a folder of its own, e.g. /opt/<name>" if problem else None
+    if problem is None and not _named_after(root, name):
+        problem = f"{root} is not a folder named after the project '{name}' (rule 4)"
+    return f"{problem}; the project root must be a folder of its own, e.g. /opt/{name}" if problem else None
 
 
 def project_dir_problem(path: str, project: Project, example: str | None = None) -> str | None:
@@ -95,11 +123,14 @@ def project_dir_problem(path: str, project: Project, example: str | None = None)
     hint = f"use a folder of the project's own, e.g. {example or f'{project.root}/... or /var/log/{project.name}'}"
     if problem:
         return f"{problem}; {hint}"
-    if root_problem(project.root) is None and _below(path, project.root):
+    if root_problem(project.root, project.name) is None and _below(path, project.root):
         return None
     if _named_after(path, project.name):
         return None
-    return f"{path} is neither below project.root nor a folder named after the project '{project.name}'; {hint}"
+    return (
+        f"{path} is neither below project.root nor in a folder named after the project '{project.name}' "
+        f"directly in a shared folder such as /etc, /var/log, /var/lib, /srv; {hint}"
+    )
 
 
 def _writable_holds_code(path: str, project: Project) -> str | None:
@@ -120,7 +151,7 @@ def path_problems(spec: Spec) -> Iterator[Found]:
     """
     p = spec.project
     base = ("project",)
-    problem = root_problem(p.root)
+    problem = root_problem(p.root, p.name)
     if problem:
         yield (*base, "root"), problem
         return

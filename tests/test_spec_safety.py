@@ -33,6 +33,11 @@ CASES = [
      "project.logs_dir", r"named after the project 'zachot'"),
     ("logs-hold-the-venv", "project.yaml", "logs_dir: /opt/zachot/logs", "logs_dir: /opt/zachot", "logs_dir:",
      "project.logs_dir", r"holds project\.venv"),
+    ("logs-as-unit-drop-in", "project.yaml", "logs_dir: /opt/zachot/logs",
+     "logs_dir: /etc/systemd/system/zachot-api.service.d", "logs_dir:", "project.logs_dir",
+     r"neither below project\.root nor in a folder named after the project"),
+    ("root-in-systemd", "project.yaml", "root: /opt/zachot", "root: /etc/systemd/system/zachot", "root:",
+     "project.root", r"not a folder named after the project"),
     ("env-in-etc", "project.yaml", "env_file: /opt/zachot/envs/prod/etc/zachot.env", "env_file: /etc/zachot.env",
      "env_file:", "project.env_file", r"/etc is a system folder.*/etc/zachot/zachot\.env"),
     ("env-in-systemd", "project.yaml", "env_file: /opt/zachot/envs/prod/etc/zachot.env",
@@ -161,3 +166,25 @@ def test_rendered_tree_over_the_bound_is_refused_at_the_longest_value(
     assert result.exit_code == 2, result.output
     assert re.search(r"^spec/\S+\.yaml:\d+:\d+: \S+: the rendered tree would be \d+ bytes", result.output, re.M)
     assert tree_bytes(work / "build") == before
+
+
+@pytest.mark.parametrize(
+    ("path", "own"),
+    [
+        ("/var/log/zachot", True), ("/var/lib/zachot-api/state", True), ("/etc/zachot", True),
+        ("/run/zachot", True), ("/srv/zachot", True), ("/data/zachot", True), ("/zachot/logs", True),
+        ("/opt/zachot/logs", True), ("/home/zachot", True),
+        ("/", False), ("/etc", False), ("/var/log", False), ("/var/lib", False), ("/opt", False),
+        ("/var/log/nginx", False), ("/var/log/nginx/zachot", False), ("/data/x/zachot", False),
+        ("/etc/systemd/system/zachot-api.service.d", False), ("/run/systemd/system/zachot.service.d", False),
+        ("/etc/cron.d/zachot", False), ("/usr/local/zachot", False), ("/tmp/zachot", False),
+        ("/root/zachot", False), ("/boot/zachot", False), ("/var/tmp/zachot", False),
+    ],
+)  # fmt: skip
+def test_path_policy_table(path: str, own: bool) -> None:
+    """Rules 1-4 of generator.pathpolicy on the repo spec's project (root /opt/zachot)."""
+    from generator import load_spec
+    from generator.pathpolicy import project_dir_problem
+
+    project = load_spec(REPO / "spec").project
+    assert (project_dir_problem(path, project) is None) is own, project_dir_problem(path, project)

@@ -130,7 +130,7 @@ def test_user_a_base_system_has_is_caught_by_the_tool(tmp_path: Path) -> None:
         (
             "d /var/log/nginx 0750 zachot zachot -\n",
             "/var/log/nginx",
-            "is neither below project.root nor a folder named after the project",
+            "is neither below project.root nor in a folder named after the project",
         ),
         ("d /srv 0755 root zachot -\n", "/srv", None),
     ],
