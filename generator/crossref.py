@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from . import layout
 from .hardening import PRESET_NAMES
 from .models import Hardening, Spec
+from .reserved import is_reserved
 
-__all__ = ["SYSTEM_ACCOUNTS", "SYSTEM_FILE_NAMES", "check_references"]
+__all__ = ["PRIVILEGED_ACCOUNTS", "check_references"]
 
 Found = tuple[tuple[str | int, ...], str]
 
@@ -162,68 +163,47 @@ def _scenario(spec: Spec, i: int) -> Iterator[Found]:
             )
 
 
-SYSTEM_ACCOUNTS = frozenset(
-    """root daemon bin sys sync games man lp mail news uucp proxy www-data backup list irc gnats nobody
-    adm tty disk kmem dialout fax voice cdrom floppy tape sudo audio dip operator src shadow utmp video
-    sasl plugdev staff users nogroup input sgx kvm render netdev messagebus sshd redis postgres nginx
-    polkitd syslog""".split()
+PRIVILEGED_ACCOUNTS = frozenset(
+    "adm admin disk docker kmem kvm libvirt lxd shadow ssl-cert sudo systemd-journal tty video wheel".split()
 )
-"""Users and groups of Debian's base system (base-passwd's passwd.master and group.master) and
-of the packages a server of this kind runs: the services must not share their identity."""
-
-
-SYSTEM_FILE_NAMES = frozenset(
-    """alternatives apache2 apt basic bind9 btmp chrony containerd cron dbus debian docker dpkg exim4
-    fail2ban getty haproxy home journal-nocow legacy man-db mariadb memcached mysql named networking
-    nginx ntp passwd polkitd postfix postgresql postgresql-common provision rabbitmq-server redis
-    redis-server rsyslog ssh sshd static-nodes-permissions supervisor tmp udev ufw
-    unattended-upgrades var wtmp x11""".split()
-)
-"""Names of files the base system and common packages ship in /usr/lib/tmpfiles.d, sysusers.d,
-/etc/logrotate.d and the unit folders: a same-named file in /etc masks or replaces theirs
-(tmpfiles.d(5), sysusers.d(5) "Configuration Directories and Precedence")."""
+"""Groups that grant root or read every secret on a host (``docker`` through /run/docker.sock,
+``disk`` through block devices, ``shadow``, ``sudo``/``wheel``/``admin``): never the service
+group, whether or not the checking machine has them."""
 
 
 def _identities(spec: Spec) -> Iterator[Found]:
-    """Names the tree claims on the host: unit files, the service user, log owners."""
+    """Names the tree claims on the host: its files' names, unit names, the service account."""
     p = spec.project
-    if p.name in SYSTEM_FILE_NAMES or p.name.startswith("systemd"):
+    if is_reserved(p.name):
         yield ("project", "name"), (
-            f"'{p.name}' names files of the base system or a package (/etc/tmpfiles.d/{p.name}.conf would "
-            f"mask /usr/lib/tmpfiles.d/{p.name}.conf); choose the project's own name"
+            f"'{p.name}' is a name the base system or a package uses (/etc/tmpfiles.d/{p.name}.conf would mask "
+            f"theirs, /etc/{p.name} may be theirs; generator/reserved_names.txt); choose the project's own name"
         )
     for field in ("user", "group"):
         name = getattr(p, field)
-        if name in SYSTEM_ACCOUNTS or name.startswith(("systemd-", "_")):
-            yield (
-                ("project", field),
-                (
-                    f"'{name}' belongs to the base system or another package; the services need "
-                    f"an account of their own (sysusers.d creates it), e.g. '{p.name}'"
-                ),
+        if is_reserved(name) or name in PRIVILEGED_ACCOUNTS or name.startswith("_"):
+            example = f", e.g. '{p.name}'" if p.name != name else ""
+            yield ("project", field), (
+                f"'{name}' is an account of the base system or a package; the services need an account of "
+                f"their own (sysusers.d creates it){example}"
             )
     for name, svc in spec.services.items():
         if svc.unit != p.name and not svc.unit.startswith(f"{p.name}-"):
-            yield (
-                ("services", name, "unit"),
-                (
-                    f"'{svc.unit}.service' and /etc/logrotate.d/{svc.unit} could replace the system's own; "
-                    f"generated unit names start with the project name, e.g. '{p.name}-{svc.unit}'"
-                ),
+            yield ("services", name, "unit"), (
+                f"'{svc.unit}.service' and /etc/logrotate.d/{svc.unit} could replace the system's own; "
+                f"generated unit names start with the project name, e.g. '{p.name}-{svc.unit}'"
             )
+        elif is_reserved(svc.unit):
+            yield ("services", name, "unit"), f"'{svc.unit}.service' is a unit name the base system or a package uses"
     for name, policy in spec.log_policies.items():
         if policy.owner not in (p.user, "root"):
-            yield (
-                ("log_policies", name, "owner"),
-                (f"owner '{policy.owner}' is neither the service user '{p.user}' nor root, and nothing creates it"),
+            yield ("log_policies", name, "owner"), (
+                f"owner '{policy.owner}' is neither the service user '{p.user}' nor root, and nothing creates it"
             )
         if policy.group not in (p.group, "root", "adm"):
-            yield (
-                ("log_policies", name, "group"),
-                (
-                    f"group '{policy.group}' is neither the service group '{p.group}', root nor adm, "
-                    "and nothing creates it"
-                ),
+            yield ("log_policies", name, "group"), (
+                f"group '{policy.group}' is neither the service group '{p.group}', root nor adm, "
+                "and nothing creates it"
             )
 
 

@@ -164,15 +164,23 @@ def _exec_conditions(p: Plan) -> Iterator[Finding]:
                 )
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for a name the OS refuses (too long, ENAMETOOLONG) instead of raising."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def _module_exists(source: Path, module: str) -> bool:
     base = source.joinpath(*module.split("."))
-    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
+    return _is_file(base.with_suffix(".py")) or _is_file(base / "__init__.py")
 
 
 def _programs(p: Plan, source: Path) -> Iterator[Finding]:
     """The scripts and modules the units run exist in the checkout (renames are caught here)."""
     for name, hc in p.spec.healthchecks.items():
-        if not (source / hc.script).is_file():
+        if not _is_file(source / hc.script):
             yield Finding(("healthchecks", name, "script"), f"{hc.script} does not exist in {source}")
     for sv in p.services:
         r = sv.svc.runner

@@ -77,6 +77,8 @@ def _clean_path(value: str) -> str:
     parts = value.strip("/").split("/")
     if value != "/" and (value.endswith("/") or "" in parts or "." in parts or ".." in parts):
         raise ValueError("must be normalised: no '//', '/./', '/../' and no trailing '/'")
+    if len(value) > 1024 or any(len(p) > 255 for p in parts):
+        raise ValueError("too long: at most 1024 characters, and 255 per folder or file name (NAME_MAX)")
     return value
 
 
@@ -197,7 +199,7 @@ class Project(_Model):
     """Checkout of the application repository (WorkingDirectory=)."""
     repo_url: RepoUrl
     """Where the code lives; the docs tell to restore it from here instead of backing it up."""
-    source: str | None = None
+    source: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
     """This spec's own checkout of that code, relative to the spec folder (e.g. `..`): when set,
     lint checks that every healthcheck script and runner module the units name exists there."""
     logs_dir: AbsPath
@@ -238,7 +240,7 @@ class UvicornRunner(_Model):
     """The API process: uvicorn serving an ASGI app."""
 
     kind: Literal["uvicorn"]
-    app: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
+    app: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", max_length=255)]
     """ASGI app as `module:attribute`."""
     host: Annotated[str, Field(pattern=r"^[0-9a-fA-F.:]+$|^localhost$")]
     """Address to bind (--host)."""
@@ -252,9 +254,9 @@ class DramatiqRunner(_Model):
     """The worker process: the dramatiq CLI consuming queues."""
 
     kind: Literal["dramatiq"]
-    module: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*$")]
+    module: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*$", max_length=255)]
     """Module that declares the broker and the actors."""
-    queues: Annotated[list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]], Field(min_length=1)]
+    queues: Annotated[list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")]], Field(min_length=1)]
     """--queues: the queues this worker consumes."""
     processes: Annotated[int, Field(ge=1, le=64)]
     """--processes."""

@@ -1,8 +1,9 @@
 """Write a build tree atomically; compare one on disk with a fresh render (drift).
 
-``write`` builds the whole new tree in a sibling temporary folder, then swaps it with
-the old one in one ``renameat2(RENAME_EXCHANGE)`` call (Linux >= 3.15, rename(2)), so a
-crash or kill at any moment leaves either the old tree or the new one under the name.
+``write`` builds the whole new tree in a scratch folder beside it (``.<name>.zachot-gen/``,
+marked as ours; nothing else beside it is ever removed), then swaps it with the old one in
+one ``renameat2(RENAME_EXCHANGE)`` call (Linux >= 3.15, rename(2)), so a crash or kill at
+any moment leaves either the old tree or the new one under the name.
 Files the previous render made and this one does not are gone with the old tree.
 Nothing under the old tree is followed: a symlink planted inside build/ is removed as a
 link, never written through. An existing non-empty folder is replaced only when its
@@ -53,12 +54,32 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OutputError(f"cannot swap {a} and {b}: {os.strerror(err)}")
 
 
-def _sweep(parent: Path, name: str) -> None:
-    """Remove scratch trees an earlier, killed render left beside ``name`` (ours by their names)."""
-    for pattern in (f".{name}.new-*", f".{name}.old-*"):
-        for stale in parent.glob(pattern):
-            if stale.is_dir() and not stale.is_symlink():
-                shutil.rmtree(stale, ignore_errors=True)
+SCRATCH_MARK = "zachot-gen-scratch"
+"""The file that marks a folder as zachot-gen's own scratch folder beside a build tree."""
+
+
+def _scratch(parent: Path, name: str) -> Path:
+    """The scratch folder for ``name``'s new and old trees: ``.<name>.zachot-gen/`` beside it,
+    holding :data:`SCRATCH_MARK`. Earlier, killed renders' trees in it are removed; nothing
+    outside it ever is. Raises :class:`OutputError` when a folder of that name exists without
+    the mark (someone else's) or is a symlink."""
+    scratch = parent / f".{name}.zachot-gen"
+    if not scratch.exists() and not scratch.is_symlink():
+        scratch.mkdir(mode=0o700)
+        (scratch / SCRATCH_MARK).write_text("scratch trees of zachot-gen render; safe to delete\n")
+    if scratch.is_symlink() or not scratch.is_dir() or not (scratch / SCRATCH_MARK).is_file():
+        raise OutputError(f"{scratch} exists but is not zachot-gen's scratch folder; refusing to use it")
+    for stale in scratch.iterdir():
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+    return scratch
+
+
+def _drop_scratch(scratch: Path) -> None:
+    """Remove the scratch folder when no tree is left in it (a concurrent render may still use it)."""
+    if [p.name for p in scratch.iterdir()] == [SCRATCH_MARK]:
+        (scratch / SCRATCH_MARK).unlink()
+        scratch.rmdir()
 
 
 def _fill(tmp: Path, files: dict[str, str]) -> None:
@@ -119,8 +140,8 @@ def write(build_dir: Path, files: dict[str, str], marker: str | None = None) -> 
 
 
 def _swap_in(build_dir: Path, parent: Path, files: dict[str, str]) -> None:
-    _sweep(parent, build_dir.name)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{build_dir.name}.new-", dir=parent))
+    scratch = _scratch(parent, build_dir.name)
+    tmp = Path(tempfile.mkdtemp(prefix="new-", dir=scratch))
     try:
         _fill(tmp, files)
         os.chmod(tmp, 0o755)
@@ -128,13 +149,14 @@ def _swap_in(build_dir: Path, parent: Path, files: dict[str, str]) -> None:
             os.rename(tmp, build_dir)
             return
         if not _exchange(tmp, build_dir):
-            old = Path(tempfile.mkdtemp(prefix=f".{build_dir.name}.old-", dir=parent))
+            old = Path(tempfile.mkdtemp(prefix="old-", dir=scratch))
             os.rename(build_dir, old / "tree")
             os.rename(tmp, build_dir)
             tmp = old
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+        _drop_scratch(scratch)
 
 
 @dataclass

@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from pathlib import PurePosixPath
 
 from .models import Project, Spec
+from .reserved import is_reserved
 
 __all__ = ["CONTAINERS", "SEALED_TREES", "SYSTEM_TREES", "path_problems", "project_dir_problem", "root_problem"]
 
@@ -58,7 +59,7 @@ SEALED_TREES = ("/bin", "/boot", "/dev", "/lib", "/lib32", "/lib64", "/libx32", 
 and the shared temporary folders (where another user can plant a path first)."""
 
 CONTAINERS = frozenset(
-    {"/", "/etc", "/home", "/media", "/mnt", "/opt", "/run", "/srv", "/var", "/var/cache", "/var/lib",
+    {"/", "/etc", "/media", "/mnt", "/opt", "/run", "/srv", "/var", "/var/cache", "/var/lib",
      "/var/local", "/var/log", "/var/opt", "/var/spool", "/var/www"}
 )  # fmt: skip
 """Folders shared by every package, in which a project keeps a folder of its own."""
@@ -76,7 +77,7 @@ def _named_after(path: str, name: str) -> bool:
     unless it is itself named after the project (``/zachot``)."""
 
     def named(part: str) -> bool:
-        return part == name or part.startswith((f"{name}-", f"{name}_", f"{name}."))
+        return (part == name or part.startswith((f"{name}-", f"{name}_"))) and not is_reserved(part)
 
     parts = PurePosixPath(path).parts
     for depth in range(2, len(parts) + 1):
@@ -120,6 +121,8 @@ def project_dir_problem(path: str, project: Project, example: str | None = None)
     the path the message suggests instead (default: ``<root>/...`` or ``/var/log/<name>``).
     """
     problem = _system_problem(path)
+    if problem is None and any(part.startswith(".") for part in PurePosixPath(path).parts):
+        problem = f"{path} has a hidden folder on the way (.ssh, .config: a user's, not a project's)"
     hint = f"use a folder of the project's own, e.g. {example or f'{project.root}/... or /var/log/{project.name}'}"
     if problem:
         return f"{problem}; {hint}"
@@ -134,11 +137,13 @@ def project_dir_problem(path: str, project: Project, example: str | None = None)
 
 
 def _writable_holds_code(path: str, project: Project) -> str | None:
+    env_dir = str(PurePosixPath(project.env_file).parent)
     for what, held in (("project.venv", project.venv), ("project.repo", project.repo),
-                       ("project.env_file", project.env_file)):  # fmt: skip
-        if _below(held, path):
-            return (f"the service user may write {path}, which holds {what} ({held}): it could rewrite its own "
-                    "code or secrets; give the logs/state a folder beside them")  # fmt: skip
+                       ("the env file's folder", env_dir)):  # fmt: skip
+        if _below(held, path) or _below(path, held):
+            relation = "holds" if _below(held, path) else "lies inside"
+            return (f"the service user may write {path}, which {relation} {what} ({held}): it could rewrite "
+                    "its own code or secrets; give the logs/state a folder beside them")  # fmt: skip
     return None
 
 

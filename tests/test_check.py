@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO, run_cli, tree_bytes
+from helpers import REPO, SPEC_CASES, run_cli, tree_bytes
 
 from generator import build_files, check, diff
 
@@ -373,3 +373,26 @@ def test_a_clone_made_under_umask_002_is_not_drift(built: Path) -> None:
         os.umask(old)
     assert under_022.returncode == 1
     assert f"mode: {built}/{UNIT} is 0664, want 0644" in under_022.stdout
+
+
+def test_render_removes_nothing_beside_build_but_its_own_scratch(tmp_path: Path) -> None:
+    """Folders named like scratch trees (`.build.old-mine`) and a build name that is a glob
+    (`*`) are left alone; only `.<name>.zachot-gen/`, marked as ours, is used and removed."""
+    theirs = [tmp_path / ".build.old-mine", tmp_path / ".build.new-abcdefgh", tmp_path / ".xbuild.new-keep"]
+    for folder in theirs:
+        folder.mkdir()
+        (folder / "notes.txt").write_text("mine\n")
+    for name in ("build", "*"):
+        result = run_cli("render", "--spec", SPEC_CASES["single_api_en"], "--build", tmp_path / name)
+        assert result.returncode == 0, result.stderr
+    assert all((folder / "notes.txt").read_text() == "mine\n" for folder in theirs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["*", "build", *(f.name for f in theirs)])
+
+
+def test_render_refuses_a_scratch_folder_it_did_not_make(tmp_path: Path) -> None:
+    (tmp_path / ".build.zachot-gen").mkdir()
+    (tmp_path / ".build.zachot-gen" / "keep.txt").write_text("mine\n")
+    result = run_cli("render", "--spec", SPEC_CASES["single_api_en"], "--build", tmp_path / "build")
+    assert result.returncode == 2
+    assert "is not zachot-gen's scratch folder" in result.stderr
+    assert (tmp_path / ".build.zachot-gen" / "keep.txt").read_text() == "mine\n"
