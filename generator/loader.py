@@ -9,6 +9,7 @@ problems; the first step that finds any raises one :class:`SpecError` with all o
 from __future__ import annotations
 
 import difflib
+import functools
 import types
 import typing
 from dataclasses import dataclass
@@ -24,9 +25,16 @@ from .models import Spec
 from .pathpolicy import path_problems
 from .yamlsource import SourceMap, SpecSource, read_spec_dir
 
-__all__ = ["Loaded", "load", "load_spec", "validate_source"]
+__all__ = ["MAX_EXPANDED_CHARS", "MAX_TOTAL_EXPANDED_CHARS", "Loaded", "load", "load_spec", "validate_source"]
 
 Path_ = tuple[str | int, ...]
+
+MAX_EXPANDED_CHARS = 64 * 1024
+"""Longest a prose value may grow to by its ``${fact}`` placeholders (characters): bounds what a
+short value repeating a long fact can make the docs grow to, before anything is built."""
+
+MAX_TOTAL_EXPANDED_CHARS = 4 * 1024 * 1024
+"""Most characters placeholders may add to the whole spec (a real spec adds a few thousand)."""
 
 
 def _dotted(path: Path_) -> str:
@@ -136,32 +144,48 @@ def _validate(source: SpecSource, data: dict[str, Any]) -> Spec:
         raise SpecError(_problems_of(exc, data, source.source_map)) from None
 
 
-def _expand(
-    node: Any,
-    path: Path_,
-    facts: typing.Mapping[str, str],
-    smap: SourceMap,
-    out: list[Problem],
-    unset: typing.Callable[[str], str | None] = lambda name: None,
-) -> Any:
-    if isinstance(node, dict):
-        return {k: _expand(v, (*path, k), facts, smap, out, unset) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_expand(v, (*path, i), facts, smap, out, unset) for i, v in enumerate(node)]
-    if not isinstance(node, str) or "$" not in node:
+@dataclass
+class _Expansion:
+    """What expanding ``${fact}`` placeholders needs, and how many characters it may still add."""
+
+    facts: typing.Mapping[str, str]
+    smap: SourceMap
+    out: list[Problem]
+    unset: typing.Callable[[str], str | None]
+    budget: int = MAX_TOTAL_EXPANDED_CHARS
+
+    def run(self, node: Any, path: Path_) -> Any:
+        if isinstance(node, dict):
+            return {k: self.run(v, (*path, k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [self.run(v, (*path, i)) for i, v in enumerate(node)]
+        if not isinstance(node, str) or "$" not in node:
+            return node
+        try:
+            names = placeholders(node)
+        except ValueError as exc:
+            return self._refuse(node, path, str(exc))
+        unknown = [name for name in names if name not in self.facts]
+        for name in unknown:
+            close = difflib.get_close_matches(name, list(self.facts), n=1)
+            field = self.unset(name)
+            hint = (f"; it is defined by {field}, which is not set" if field
+                    else f"; did you mean '${{{close[0]}}}'?" if close else "")  # fmt: skip
+            self._refuse(node, path, f"unknown placeholder '${{{name}}}'{hint}")
+        if unknown:
+            return node
+        grown = len(node) + sum(len(self.facts[name]) for name in names)
+        self.budget -= grown - len(node)
+        if grown > max(len(node), MAX_EXPANDED_CHARS) or self.budget < 0:
+            return self._refuse(
+                node, path, f"its ${{...}} placeholders expand it to {grown} characters; at most "
+                f"{MAX_EXPANDED_CHARS} per value and {MAX_TOTAL_EXPANDED_CHARS} for the whole spec are allowed"
+            )  # fmt: skip
+        return FactTemplate(node).substitute(self.facts)
+
+    def _refuse(self, node: str, path: Path_, message: str) -> str:
+        self.out.append(Problem(self.smap.locate(path), _dotted(path), message))
         return node
-    try:
-        unknown = [name for name in placeholders(node) if name not in facts]
-    except ValueError as exc:
-        out.append(Problem(smap.locate(path), _dotted(path), str(exc)))
-        return node
-    for name in unknown:
-        close = difflib.get_close_matches(name, list(facts), n=1)
-        field = unset(name)
-        hint = (f"; it is defined by {field}, which is not set" if field
-                else f"; did you mean '${{{close[0]}}}'?" if close else "")
-        out.append(Problem(smap.locate(path), _dotted(path), f"unknown placeholder '${{{name}}}'{hint}"))
-    return node if unknown else FactTemplate(node).substitute(facts)
 
 
 def validate_source(source: SpecSource) -> Spec:
@@ -173,9 +197,8 @@ def validate_source(source: SpecSource) -> Spec:
     """
     spec = _validate(source, source.data)
     problems: list[Problem] = []
-    expanded = _expand(
-        source.data, (), facts_of(spec), source.source_map, problems, lambda name: optional_fact_field(spec, name)
-    )
+    unset = functools.partial(optional_fact_field, spec)
+    expanded = _Expansion(facts_of(spec), source.source_map, problems, unset).run(source.data, ())
     if problems:
         raise SpecError(problems)
     spec = _validate(source, expanded)

@@ -136,7 +136,7 @@ UnitText = Annotated[str, Field(min_length=1), AfterValidator(_unit_text)]
 ServiceUser = Annotated[str, Field(pattern=_USER), AfterValidator(_not_root)]
 Flag = Annotated[bool, Strict()]
 """true or false, nothing else (not 1, not "yes")."""
-RepoUrl = Annotated[str, AfterValidator(_repo_url)]
+RepoUrl = Annotated[str, Field(max_length=2048), AfterValidator(_repo_url)]
 Seconds = Annotated[float, Field(ge=0.000001, le=86400 * 7)]
 """A time span in seconds, > 0 at systemd's resolution of one microsecond, at most 7 days."""
 

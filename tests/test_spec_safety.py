@@ -111,6 +111,8 @@ CASES = [
      "[[[", "", r"nest deeper than 64 levels"),
     ("recursive-alias", "backup.yaml", "  philosophy:\n", "  philosophy:\n    - &self [*self]\n", "&self", "",
      r"aliases nest lists and mappings deeper than 64"),
+    ("placeholder-amplification", "backup.yaml", "  goal: ", "  goal: " + "${repo_url}" * 3000 + " ", "goal:",
+     "backup.goal", r"placeholders expand it to \d+ characters"),
     ("alias-amplification", "backup.yaml", "  philosophy:\n",
      "  philosophy:\n    - &big " + BIG + "\n" + "    - *big\n" * 1000, "&big", "",
      r"aliases repeat more than 1048576 bytes"),
@@ -206,3 +208,19 @@ def test_path_policy_table(path: str, own: bool) -> None:
 
     project = load_spec(REPO / "spec").project
     assert (project_dir_problem(path, project) is None) is own, project_dir_problem(path, project)
+
+
+def test_placeholders_are_bounded_for_the_whole_spec(work: Path) -> None:
+    """Many values each under the per-value bound still cannot add more than the spec-wide one."""
+    from generator.loader import MAX_TOTAL_EXPANDED_CHARS
+
+    project = work / "spec" / "project.yaml"
+    url = "https://github.com/zachot/" + "a" * 1974  # a 2000-character fact
+    project.write_text(project.read_text().replace("https://github.com/zachot/zachot", url))
+    backup = work / "spec" / "backup.yaml"
+    item = "    - " + "${repo_url}" * 30 + "\n"  # 60 000 characters once expanded: under the per-value bound
+    count = MAX_TOTAL_EXPANDED_CHARS // 60_000 + 10
+    backup.write_text(backup.read_text().replace("  philosophy:\n", "  philosophy:\n" + item * count, 1))
+    result = CliRunner().invoke(main, ["render"])
+    assert result.exit_code == 2, result.output
+    assert "for the whole spec are allowed" in result.output
