@@ -16,7 +16,7 @@ from .hardening import PRESET_NAMES
 from .models import Hardening, Spec
 from .reserved import is_reserved
 
-__all__ = ["PRIVILEGED_ACCOUNTS", "check_references"]
+__all__ = ["GRANTABLE_CAPABILITIES", "PRIVILEGED_ACCOUNTS", "check_references"]
 
 Found = tuple[tuple[str | int, ...], str]
 
@@ -87,9 +87,17 @@ def _hardening(spec: Spec) -> Iterator[Found]:
     ]
     units += [(("healthchecks", n, "hardening"), h.hardening) for n, h in spec.healthchecks.items()]
     for base, hardening in units:
-        for name in hardening.exceptions:
+        for name, exc in hardening.exceptions.items():
             if name not in PRESET_NAMES:
                 yield (*base, "exceptions", name), _unknown("preset directive", name, PRESET_NAMES)
+            elif name in ("CapabilityBoundingSet", "AmbientCapabilities"):
+                words = exc.value.split()
+                granted = [w for w in words if w.upper() not in GRANTABLE_CAPABILITIES]
+                if granted:
+                    yield (*base, "exceptions", name, "value"), (
+                        f"{name}= may only grant {', '.join(sorted(GRANTABLE_CAPABILITIES))}; "
+                        f"{' '.join(granted)} would let the service user act as root (capabilities(7))"
+                    )
 
 
 def _healthchecks(spec: Spec) -> Iterator[Found]:
@@ -169,6 +177,15 @@ PRIVILEGED_ACCOUNTS = frozenset(
 """Groups that grant root or read every secret on a host (``docker`` through /run/docker.sock,
 ``disk`` through block devices, ``shadow``, ``sudo``/``wheel``/``admin``): never the service
 group, whether or not the checking machine has them."""
+
+
+GRANTABLE_CAPABILITIES = frozenset(
+    {"CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_IPC_LOCK", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND"}
+)
+"""Capabilities a hardening exception may give a service: none of them reaches other users'
+files, processes or the kernel. Everything else (CAP_SYS_ADMIN, CAP_DAC_OVERRIDE, CAP_CHOWN,
+CAP_SETUID, an inverted ``~`` list, ...) is refused: with it a service user is root in all but
+name (capabilities(7))."""
 
 
 def _identities(spec: Spec) -> Iterator[Found]:

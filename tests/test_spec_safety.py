@@ -75,6 +75,12 @@ CASES = [
      r"tmpfiles\.d/systemd\.conf would mask"),
     ("unit-sshd", "services.yaml", "unit: zachot-api", "unit: sshd", "unit: sshd", "services.api.unit",
      r"could replace the system's own"),
+    ("capability-grant", "services.yaml", "    hardening:\n", "    hardening:\n      exceptions:\n        "
+     "AmbientCapabilities: {value: CAP_DAC_OVERRIDE CAP_NET_BIND_SERVICE, reason: read every file}\n",
+     "AmbientCapabilities:", "AmbientCapabilities.value", r"CAP_DAC_OVERRIDE would let the service user act as root"),
+    ("inverted-bounding-set", "services.yaml", "    hardening:\n", "    hardening:\n      exceptions:\n        "
+     "CapabilityBoundingSet: {value: ~CAP_SYS_MODULE, reason: keep all but one}\n",
+     "CapabilityBoundingSet:", "CapabilityBoundingSet.value", r"~CAP_SYS_MODULE would let"),
     ("sexagesimal", "services.yaml", "delay_sec: 5", "delay_sec: 1:30", "delay_sec: 1:30",
      "services.api.restart.delay_sec", r"'1:30' is a number in YAML 1\.1 and text in YAML 1\.2"),
     ("octal-looking", "services.yaml", "delay_sec: 5", "delay_sec: 010", "delay_sec: 010", ".delay_sec",
