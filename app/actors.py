@@ -20,7 +20,14 @@ import redis
 
 from app.broker import build_broker, graceful_stop_of
 from app.progress import JobStore
-from app.settings import QUEUE_NAME, RUN_JOB_ACTOR, load_settings
+from app.settings import (
+    MAX_STEP_SECONDS,
+    MAX_STEPS,
+    QUEUE_NAME,
+    RUN_JOB_ACTOR,
+    job_too_long,
+    load_settings,
+)
 from app.sigterm_guard import install_duplicate_sigterm_guard
 
 log = logging.getLogger(__name__)
@@ -88,10 +95,14 @@ def _redis_call(job_id: str, fn: Callable[[], T]) -> T:
 
 
 def _valid_params(steps: Any, step_seconds: Any) -> bool:
+    """Whether a message's parameters are within the API's bounds (app.settings: MAX_STEPS,
+    MAX_STEP_SECONDS, MAX_JOB_SECONDS): a message written to Redis by hand or by an older API
+    must not hold a worker thread longer than a job may take."""
     return (
-        isinstance(steps, int) and not isinstance(steps, bool) and 1 <= steps <= 1000
+        isinstance(steps, int) and not isinstance(steps, bool) and 1 <= steps <= MAX_STEPS
         and isinstance(step_seconds, (int, float)) and not isinstance(step_seconds, bool)
-        and math.isfinite(step_seconds) and 0 <= step_seconds <= 3600
+        and math.isfinite(step_seconds) and 0 <= step_seconds <= MAX_STEP_SECONDS
+        and not job_too_long(steps, step_seconds)
     )
 
 

@@ -40,7 +40,16 @@ from redis.exceptions import RedisError
 from app.bodylimit import MAX_BODY_BYTES, BodyLimitMiddleware
 from app.broker import CONNECT_TIMEOUT_SECONDS, build_broker
 from app.progress import JOB_ID_RE, CorruptJob, JobStore, job_key, job_status_from_hash
-from app.settings import QUEUE_NAME, RUN_JOB_ACTOR, Settings, load_settings
+from app.settings import (
+    MAX_JOB_SECONDS,
+    MAX_STEP_SECONDS,
+    MAX_STEPS,
+    QUEUE_NAME,
+    RUN_JOB_ACTOR,
+    Settings,
+    job_too_long,
+    load_settings,
+)
 from app.sse import POLL_SECONDS, BadLastEventId, job_events, parse_last_event_id
 
 log = logging.getLogger(__name__)
@@ -48,10 +57,6 @@ log = logging.getLogger(__name__)
 #: Upper bound (seconds) on the readiness probe's PING.
 READY_TIMEOUT_SECONDS = 3.0
 
-#: Bounds of ``POST /jobs``: steps per job, seconds per step, seconds per job (steps * step_seconds).
-MAX_STEPS = 1000
-MAX_STEP_SECONDS = 60.0
-MAX_JOB_SECONDS = 3600.0
 
 #: A 422 reply shows at most this many characters of each offending value (its repr), and of
 #: each error message / context string.
@@ -236,8 +241,8 @@ class JobRequest(BaseModel):
     def _job_at_most_an_hour(cls, step_seconds: float, info: ValidationInfo) -> float:
         """Refuse ``steps * step_seconds`` above MAX_JOB_SECONDS (seconds).
 
-        Runs after both fields passed their own bounds (``steps`` is validated first). A relative
-        slack of 1e-9 absorbs float rounding (71 * (3600 / 71) is 3600.0000000000005).
+        Runs after both fields passed their own bounds (``steps`` is validated first); the rule
+        is :func:`app.settings.job_too_long`, which the worker applies too.
 
         Raises:
             PydanticCustomError: ``job_too_long`` (FastAPI turns it into a 422).
@@ -245,7 +250,7 @@ class JobRequest(BaseModel):
         steps = info.data.get("steps")
         if isinstance(steps, int):
             total = steps * step_seconds
-            if total > MAX_JOB_SECONDS * (1 + 1e-9):
+            if job_too_long(steps, step_seconds):
                 raise PydanticCustomError(
                     "job_too_long",
                     "steps * step_seconds = {total} s is more than the {limit} s one job may take",

@@ -24,6 +24,19 @@ KEY_PREFIX = "zachot"
 #: messages for it without importing the worker module, and the worker).
 RUN_JOB_ACTOR = "run_job"
 
+#: Bounds of a job, enforced by the API (422) and again by the worker (status failed): steps
+#: per job, seconds per step, seconds per job (steps * step_seconds), so that no job holds a
+#: worker thread for more than an hour.
+MAX_STEPS = 1000
+MAX_STEP_SECONDS = 60.0
+MAX_JOB_SECONDS = 3600.0
+
+
+def job_too_long(steps: int, step_seconds: float) -> bool:
+    """Whether ``steps * step_seconds`` (seconds) exceeds MAX_JOB_SECONDS; a relative slack of
+    1e-9 absorbs float rounding (71 * (3600 / 71) is 3600.0000000000005)."""
+    return steps * step_seconds > MAX_JOB_SECONDS * (1 + 1e-9)
+
 #: Prefixes of the dramatiq ``broker_id`` (the member name in the
 #: ``dramatiq:__heartbeats__`` sorted set) used by the worker and the API.
 WORKER_ID_PREFIX = "zachot-worker-"

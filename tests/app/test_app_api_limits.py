@@ -9,12 +9,18 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit
 
+import dramatiq
 import httpx
 import pytest
-from apptest_support import Api, RedisServer
+from apptest_support import Api, ManagedProcess, RedisServer
+
+from app.broker import build_broker
+from app.progress import JobStore
+from app.settings import load_settings
 
 pytestmark = pytest.mark.slow  # real redis-server / uvicorn processes
 
@@ -204,3 +210,26 @@ def test_a_50_mb_body_does_not_block_healthz(redis_server: RedisServer, start_ap
     assert rc.keys("zachot:job:*") == []
     rc.close()
     assert json.loads(httpx.get(f"{api.base_url}/healthz").text) == {"status": "ok"}
+
+
+def test_worker_refuses_a_message_over_the_job_bounds(redis_server: RedisServer,
+                                                     start_worker: Callable[..., ManagedProcess],
+                                                     start_api: Callable[..., Api]) -> None:
+    """A message the API would refuse (1000 steps of an hour, ~41 days) put on the queue by hand
+    ends ``failed`` at once instead of holding a worker thread."""
+    start_worker()
+    api = start_api()
+    job = "e" * 32
+    settings = load_settings({"ZACHOT_REDIS_URL": redis_server.url})
+    broker = build_broker(settings, "api")
+    JobStore(broker.client, 3600).create(job, 1000, 3600.0)
+    broker.enqueue(dramatiq.Message(queue_name="default", actor_name="run_job", args=(),
+                                    kwargs={"job_id": job, "steps": 1000, "step_seconds": 3600.0}, options={}))
+    with api.client() as c:
+        status = c.get(f"/jobs/{job}").json()
+        for _ in range(100):
+            if status["status"] == "failed":
+                break
+            time.sleep(0.1)
+            status = c.get(f"/jobs/{job}").json()
+    assert status["status"] == "failed" and "invalid parameters" in status["error"], status
