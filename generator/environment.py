@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 import jinja2
@@ -11,8 +12,10 @@ from .filters import FILTERS
 
 __all__ = ["TEMPLATES_DIR", "make_environment"]
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
-"""The repo's templates/ folder, next to this package."""
+TEMPLATES_DIR = Path(str(resources.files("generator.templates")))
+"""The default templates folder: the package data of ``generator.templates`` (the checkout's
+templates/ in an editable install, site-packages/generator/templates in a wheel install; wheels
+are installed unpacked, so this is a real folder)."""
 
 
 @lru_cache(maxsize=4)

@@ -199,6 +199,9 @@ class Project(_Model):
     """Checkout of the application repository (WorkingDirectory=)."""
     repo_url: RepoUrl
     """Where the code lives; the docs tell to restore it from here instead of backing it up."""
+    extras: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$", max_length=64)]] = []
+    """Extras of the application's package that the install step installs with it
+    (`pip install '<repo>[app]'`; PEP 508 extra names). Empty: the package alone."""
     source: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
     """This spec's own checkout of that code, relative to the spec folder (e.g. `..`): when set,
     lint checks that every healthcheck script and runner module the units name exists there."""

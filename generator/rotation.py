@@ -21,6 +21,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .environment import TEMPLATES_DIR
 from .models import LogPolicy, Spec
 from .planner import plan
 from .realtools import ToolFinding, find_library, need_tool, nss_env
@@ -75,11 +76,14 @@ def _read(path: Path) -> list[str]:
     return data.decode().splitlines()
 
 
-def rotate_in_sandbox(spec: Spec, service: str, workdir: Path, runs: int) -> RotationRun:
+def rotate_in_sandbox(
+    spec: Spec, service: str, workdir: Path, runs: int, templates_dir: Path = TEMPLATES_DIR
+) -> RotationRun:
     """Rotate ``service``'s logs ``runs`` times on successive simulated days; observe the result.
 
     Inputs: a validated spec, a service name, an empty scratch folder, the number of
-    runs. Output: a :class:`RotationRun`. Raises :class:`ToolMissing` when logrotate,
+    runs, the templates folder the logrotate file is rendered with (``validate --templates``).
+    Output: a :class:`RotationRun`. Raises :class:`ToolMissing` when logrotate,
     faketime or nss_wrapper is missing.
     """
     tool = need_tool("logrotate")
@@ -88,7 +92,7 @@ def rotate_in_sandbox(spec: Spec, service: str, workdir: Path, runs: int) -> Rot
     p = plan(moved)
     sv = next(s for s in p.services if s.name == service)
     conf = workdir / sv.svc.unit
-    conf.write_text(render(p)[f"root{sv.logrotate_path}"])
+    conf.write_text(render(p, templates_dir)[f"root{sv.logrotate_path}"])
     logs_dir = Path(moved.project.logs_dir)
     logs_dir.mkdir(parents=True)
     os.chmod(logs_dir, int(moved.project.logs_dir_mode, 8))

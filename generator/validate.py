@@ -57,7 +57,7 @@ def validate(spec_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> Validation:
             runs = sv.policy.rotate + 2
             work = scratch / f"rotate-{sv.name}"
             work.mkdir()
-            run = rotate_in_sandbox(result.plan.spec, sv.name, work, runs)
+            run = rotate_in_sandbox(result.plan.spec, sv.name, work, runs, templates_dir)
             out.findings += rotation_findings(run, f"root{sv.logrotate_path}")
             out.checked.append(f"logrotate -d, then -f on {runs} days: {sv.logrotate_path}")
         (scratch / "system").mkdir()

@@ -198,3 +198,15 @@ def test_real_tool_finding_fails_validate(zachot_spec: Path, file: str, old: str
     result = run_cli("validate", "--spec", zachot_spec)
     assert result.returncode == 1, result.stdout + result.stderr
     assert message in result.stderr, result.stderr
+
+
+def test_validate_rotates_with_the_templates_it_was_given(tmp_path: Path) -> None:
+    """``--templates`` reaches the rotation sandbox too: a copy that keeps one archive fails."""
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES_DIR, templates)
+    lr = templates / "logrotate" / "logrotate.j2"
+    assert "rotate {{ lp.rotate }}" in lr.read_text()
+    lr.write_text(lr.read_text().replace("rotate {{ lp.rotate }}", "rotate 1"))
+    result = run_cli("validate", "--spec", REPO / "spec", "--templates", templates)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "rotated files kept, rotate is 14" in result.stdout + result.stderr
