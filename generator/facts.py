@@ -15,6 +15,7 @@ from pathlib import PurePosixPath
 from . import layout
 from .filters import seconds
 from .models import Spec
+from .runners import stop_wait
 
 __all__ = ["FactTemplate", "enable_units", "facts_of", "healthcheck_argv", "healthcheck_run", "placeholders"]
 
@@ -74,8 +75,9 @@ def facts_of(spec: Spec) -> Mapping[str, str]:
     ``venv``, ``python``, ``repo``, ``logs_dir``, ...), per service ``<name>.unit``,
     ``<name>.unit_path``, ``<name>.stdout``, ``<name>.stderr``, ``<name>.logrotate``,
     ``<name>.rotate``, ``<name>.restart_policy`` (the Restart= value), ``<name>.stop_timeout``
-    (TimeoutStopSec=, e.g. `90s`), ``<name>.kill_mode`` (KillMode=), ``<name>.shutdown_timeout`` (uvicorn's
-    --timeout-graceful-shutdown or dramatiq's --worker-shutdown-timeout, e.g. `60s`); per external unit
+    (TimeoutStopSec=, e.g. `90s`), ``<name>.kill_mode`` (KillMode=), ``<name>.shutdown_timeout`` (the
+    runner's own shutdown wait, :func:`generator.runners.stop_wait`, e.g. `60s`; absent for a command
+    that does not declare one); per external unit
     ``<name>.unit``, ``<name>.restart_policy`` and, if declared, ``<name>.stop_timeout``
     (`infinity` or e.g. `90s`, in TimeoutStopSec='s notation); per healthcheck
     ``<name>.command`` (the bare command) and ``<name>.run`` (as the service user with the
@@ -103,9 +105,9 @@ def facts_of(spec: Spec) -> Mapping[str, str]:
         out[f"{name}.restart_policy"] = svc.restart.policy
         out[f"{name}.stop_timeout"] = f"{seconds(svc.stop.timeout_sec)}s"
         out[f"{name}.kill_mode"] = svc.stop.kill_mode
-        r = svc.runner
-        shutdown = r.graceful_shutdown_sec if r.kind == "uvicorn" else r.shutdown_timeout_sec
-        out[f"{name}.shutdown_timeout"] = f"{shutdown}s"
+        wait = stop_wait(svc.runner)
+        if wait is not None:
+            out[f"{name}.shutdown_timeout"] = f"{wait.seconds}s"
         out[f"{name}.unit_path"] = layout.unit_path(svc.unit)
         out[f"{name}.stdout"] = f"{p.logs_dir}/{svc.logs.stdout}"
         out[f"{name}.stderr"] = f"{p.logs_dir}/{svc.logs.stderr}"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from .planner import Plan, ServiceView
+from .runners import graceful_signals, python_module, stop_wait
 from .semantics import crash_loop_seconds
 
 __all__ = ["Finding", "lint"]
@@ -113,25 +114,32 @@ def _cycles(p: Plan) -> Iterator[Finding]:
 
 
 def _stop_timeouts(p: Plan) -> Iterator[Finding]:
+    """TimeoutStopSec= outlasts the runner's own shutdown wait; the stop signal is one the
+    runner shuts down gracefully on (:mod:`generator.runners`)."""
     for sv in p.services:
-        r = sv.svc.runner
-        wait, what = (
-            (r.graceful_shutdown_sec, "uvicorn --timeout-graceful-shutdown")
-            if r.kind == "uvicorn"
-            else (r.shutdown_timeout_sec, "dramatiq --worker-shutdown-timeout")
-        )
-        stop = sv.svc.stop.timeout_sec
+        runner, stop = sv.svc.runner, sv.svc.stop
+        graceful = graceful_signals(runner)
+        if graceful is not None and stop.signal not in graceful:
+            yield Finding(
+                ("services", sv.name, "stop", "signal"),
+                f"{runner.kind} does not shut down gracefully on {stop.signal} (it does on "
+                f"{', '.join(sorted(graceful))}): requests or jobs in flight would be cut off",
+            )
+        wait = stop_wait(runner)
+        if wait is None:
+            continue
         base = ("services", sv.name, "stop", "timeout_sec")
-        if stop <= wait:
+        if stop.timeout_sec <= wait.seconds:
             yield Finding(
                 base,
-                f"TimeoutStopSec={stop:g} is not longer than {what} ({wait} s): systemd "
+                f"TimeoutStopSec={stop.timeout_sec:g} is not longer than {wait.option} ({wait.seconds} s): systemd "
                 "would SIGKILL the process before it finishes shutting down",
             )
-        elif stop - wait < STOP_MARGIN_SEC:
+        elif stop.timeout_sec - wait.seconds < STOP_MARGIN_SEC:
             yield Finding(
                 base,
-                f"TimeoutStopSec={stop:g} leaves less than {STOP_MARGIN_SEC:g} s after {what} ({wait} s)",
+                f"TimeoutStopSec={stop.timeout_sec:g} leaves less than {STOP_MARGIN_SEC:g} s after "
+                f"{wait.option} ({wait.seconds} s)",
                 "warning",
             )
 
@@ -183,9 +191,10 @@ def _programs(p: Plan, source: Path) -> Iterator[Finding]:
         if not _is_file(source / hc.script):
             yield Finding(("healthchecks", name, "script"), f"{hc.script} does not exist in {source}")
     for sv in p.services:
-        r = sv.svc.runner
-        module = r.app.split(":")[0] if r.kind == "uvicorn" else r.module
-        field = "app" if r.kind == "uvicorn" else "module"
+        found = python_module(sv.svc.runner)
+        if found is None:
+            continue
+        field, module = found
         if not _module_exists(source, module):
             yield Finding(("services", sv.name, "runner", field), f"module {module} does not exist in {source}")
 

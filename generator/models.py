@@ -7,10 +7,28 @@ reports each dangling name at the exact place it was written.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, Strict
+from pydantic import AfterValidator, Field
+
+from .runners import DramatiqRunner, Runner, UvicornRunner
+from .spectypes import (
+    AbsPath,
+    FileName,
+    Flag,
+    Mode,
+    Name,
+    RelPath,
+    RepoUrl,
+    Seconds,
+    ServiceUser,
+    StopTimeout,
+    Text,
+    UnitText,
+    UserName,
+    unit_text,
+)
+from .spectypes import SpecModel as _Model
 
 __all__ = [
     "AbsPath",
@@ -44,121 +62,6 @@ __all__ = [
     "UvicornRunner",
     "Watchdog",
 ]
-
-_NAME = r"^[a-z][a-z0-9_-]{0,62}$"
-# systemd's "strict" user/group name rule (systemd.exec(5) User=, and the
-# "User/Group Name Syntax" doc): ASCII letters, digits, '_' and '-', not starting
-# with a digit or '-', at most 31 characters.
-_USER = r"^[a-zA-Z_][a-zA-Z0-9_-]{0,30}$"
-# Characters allowed in paths: no whitespace, quotes, '%' (a systemd specifier),
-# '$' (an environment expansion), '\\' or glob characters, so a path means the same in a
-# unit file, a logrotate file, tmpfiles.d and a shell snippet in the docs.
-_PATH_CHARS = re.compile(r"[A-Za-z0-9._/@+-]+")
-# What a repository URL may hold: no whitespace, quotes, backticks, backslashes or shell
-# redirections; it is shown in a `git clone` command (shell-quoted all the same).
-_REPO_URL = re.compile(r"(?:[a-z][a-z0-9+.-]*://|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:|/)[^\s\"'`\\|<>{}^]+")
-
-
-def _abs_path(value: str) -> str:
-    if not value.startswith("/"):
-        raise ValueError("must be an absolute path (start with '/')")
-    return _clean_path(value)
-
-
-def _rel_path(value: str) -> str:
-    if value.startswith("/"):
-        raise ValueError("must be relative to the repo checkout, not absolute")
-    return _clean_path(value)
-
-
-def _clean_path(value: str) -> str:
-    if not _PATH_CHARS.fullmatch(value):
-        raise ValueError("may only contain letters, digits and . _ / @ + - (no spaces, quotes, %, $, globs)")
-    parts = value.strip("/").split("/")
-    if value != "/" and (value.endswith("/") or "" in parts or "." in parts or ".." in parts):
-        raise ValueError("must be normalised: no '//', '/./', '/../' and no trailing '/'")
-    if len(value) > 1024 or any(len(p) > 255 for p in parts):
-        raise ValueError("too long: at most 1024 characters, and 255 per folder or file name (NAME_MAX)")
-    return value
-
-
-def _repo_url(value: str) -> str:
-    if not _REPO_URL.fullmatch(value):
-        raise ValueError(
-            "must be a repository URL (https://..., ssh://..., git@host:path, or an absolute path) "
-            "without spaces, quotes, backticks, backslashes, '|', '<', '>'"
-        )
-    return value
-
-
-def _unit_text(value: str) -> str:
-    if re.search(r"[\x00-\x1f\x7f]", value):
-        raise ValueError("lands in a unit file: must be one line without control characters (newline, tab)")
-    if value.endswith("\\"):
-        raise ValueError("lands in a unit file: a trailing backslash would join the next line")
-    return value
-
-
-def _not_root(value: str) -> str:
-    if value == "root":
-        raise ValueError("the services must not run as root; name a system user (sysusers.d creates it)")
-    return value
-
-
-def _file_name(value: str) -> str:
-    if "/" in value or value in {".", ".."} or value.startswith(".") or not _PATH_CHARS.fullmatch(value):
-        raise ValueError("must be a plain, non-hidden file name (no '/', no leading '.')")
-    return value
-
-
-def _mode_not_number(value: object) -> object:
-    if isinstance(value, int) and not isinstance(value, bool):
-        raise ValueError(f'write the mode quoted, e.g. "0640": YAML reads 0640 unquoted as the number {value}')
-    return value
-
-
-def _octal_mode(value: str) -> str:
-    if not re.fullmatch(r"0[0-7]{3}", value):
-        raise ValueError('must be a 4-digit octal mode written as a string, e.g. "0640"')
-    return value
-
-
-AbsPath = Annotated[str, AfterValidator(_abs_path)]
-"""An absolute, normalised path that needs no quoting in any artifact."""
-RelPath = Annotated[str, AfterValidator(_rel_path)]
-FileName = Annotated[str, AfterValidator(_file_name)]
-Mode = Annotated[str, BeforeValidator(_mode_not_number), AfterValidator(_octal_mode)]
-Name = Annotated[str, Field(pattern=_NAME)]
-UserName = Annotated[str, Field(pattern=_USER)]
-Text = Annotated[str, Field(min_length=1)]
-UnitText = Annotated[str, Field(min_length=1), AfterValidator(_unit_text)]
-"""Free text written into a unit file (Description=, Environment= values): one line."""
-ServiceUser = Annotated[str, Field(pattern=_USER), AfterValidator(_not_root)]
-Flag = Annotated[bool, Strict()]
-"""true or false, nothing else (not 1, not "yes")."""
-RepoUrl = Annotated[str, Field(max_length=2048), AfterValidator(_repo_url)]
-Seconds = Annotated[float, Field(ge=0.000001, le=86400 * 7)]
-"""A time span in seconds, > 0 at systemd's resolution of one microsecond, at most 7 days."""
-
-
-def _stop_timeout(value: object) -> float | str:
-    if value == "infinity":
-        return "infinity"
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0.000001 <= value <= 86400 * 7:
-        return float(value)
-    raise ValueError(
-        "want seconds (at least 0.000001, at most 7 days) or `infinity`; a packaged TimeoutStopSec=0 (no stop "
-        "timeout, systemd.service(5)) is written `infinity`"
-    )
-
-
-StopTimeout = Annotated[float | Literal["infinity"], PlainValidator(_stop_timeout)]
-"""TimeoutStopSec=: seconds, or `infinity` (systemd never sends the final SIGKILL)."""
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, allow_inf_nan=False)
-
 
 class EnvVar(_Model):
     """A variable of the env file; the docs list it, the file itself is never generated."""
@@ -239,40 +142,6 @@ class Stop(_Model):
     children), the final SIGKILL to all."""
 
 
-class UvicornRunner(_Model):
-    """The API process: uvicorn serving an ASGI app."""
-
-    kind: Literal["uvicorn"]
-    app: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", max_length=255)]
-    """ASGI app as `module:attribute`."""
-    host: Annotated[str, Field(pattern=r"^[0-9a-fA-F.:]+$|^localhost$")]
-    """Address to bind (--host)."""
-    port: Annotated[int, Field(ge=1, le=65535)]
-    """TCP port (--port)."""
-    graceful_shutdown_sec: Annotated[int, Field(ge=1, le=3600)]
-    """--timeout-graceful-shutdown: seconds uvicorn waits for open connections (SSE streams) after SIGTERM."""
-
-
-class DramatiqRunner(_Model):
-    """The worker process: the dramatiq CLI consuming queues."""
-
-    kind: Literal["dramatiq"]
-    module: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*$", max_length=255)]
-    """Module that declares the broker and the actors."""
-    queues: Annotated[list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")]], Field(min_length=1)]
-    """--queues: the queues this worker consumes."""
-    processes: Annotated[int, Field(ge=1, le=64)]
-    """--processes."""
-    threads: Annotated[int, Field(ge=1, le=256)]
-    """--threads (per process)."""
-    shutdown_timeout_sec: Annotated[int, Field(ge=1, le=86400)]
-    """--worker-shutdown-timeout (given in seconds here, passed in milliseconds): how long
-    dramatiq waits for running actors after SIGTERM."""
-
-
-Runner = Annotated[UvicornRunner | DramatiqRunner, Field(discriminator="kind")]
-
-
 class Logs(_Model):
     """Where the service's output goes: StandardOutput=append:, StandardError=append:."""
 
@@ -296,7 +165,7 @@ class Watchdog(_Model):
 class HardeningException(_Model):
     """A relaxation of one preset directive, with the reason it is needed."""
 
-    value: Annotated[str, AfterValidator(_unit_text)]
+    value: Annotated[str, AfterValidator(unit_text)]
     """The value used instead of the preset's; empty to leave the directive out."""
     reason: Text
     """Why the preset value breaks this service; shown in the docs."""
@@ -337,7 +206,7 @@ class Service(_Model):
     """A healthcheck with role `exec_condition` run as ExecCondition= before every start."""
     logs: Logs
     environment: dict[
-        Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")], Annotated[str, AfterValidator(_unit_text)]
+        Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")], Annotated[str, AfterValidator(unit_text)]
     ] = {}
     """Non-secret Environment= variables; secrets belong in the env file."""
     in_memory_state: list[Text] = []

@@ -15,6 +15,7 @@ from . import layout
 from .facts import enable_units, healthcheck_argv, healthcheck_run
 from .hardening import Directive, hardening_for
 from .models import ExternalUnit, Healthcheck, LogPolicy, Restart, Scenario, Service, Spec, Stop
+from .runners import exec_start
 from .semantics import AutoAction, auto_action, crash_loop_seconds, max_failed_start_seconds
 
 __all__ = ["Artifact", "HealthcheckView", "Plan", "ScenarioView", "ServiceView", "plan"]
@@ -123,34 +124,6 @@ def _unit_file(spec: Spec, name: str) -> str:
     return f"{item.unit}.service"
 
 
-def _exec_start(spec: Spec, svc: Service) -> list[str]:
-    bin_dir = f"{spec.project.venv}/bin"
-    r = svc.runner
-    if r.kind == "uvicorn":
-        return [
-            f"{bin_dir}/uvicorn",
-            r.app,
-            "--host",
-            r.host,
-            "--port",
-            str(r.port),
-            "--timeout-graceful-shutdown",
-            str(r.graceful_shutdown_sec),
-        ]
-    return [
-        f"{bin_dir}/dramatiq",
-        r.module,
-        "--processes",
-        str(r.processes),
-        "--threads",
-        str(r.threads),
-        "--worker-shutdown-timeout",
-        str(r.shutdown_timeout_sec * 1000),
-        "--queues",
-        *r.queues,
-    ]
-
-
 def _healthcheck_view(spec: Spec, name: str) -> HealthcheckView:
     hc = spec.healthchecks[name]
     timer = layout.healthcheck_unit(spec.project.name, name) if hc.every_sec else None
@@ -172,7 +145,7 @@ def _service_view(spec: Spec, name: str, svc: Service) -> ServiceView:
         name=name,
         svc=svc,
         unit_file=f"{svc.unit}.service",
-        exec_start=_exec_start(spec, svc),
+        exec_start=exec_start(svc.runner, spec.project.venv),
         exec_condition=cond,
         after=[_unit_file(spec, d) for d in svc.after],
         wants=[_unit_file(spec, d) for d in svc.wants],

@@ -12,6 +12,7 @@ SPEC_CASES: dict[str, Path] = {
     "zachot": REPO / "spec",
     "single_api_en": REPO / "tests" / "fixtures" / "specs" / "single_api_en",
     "worker_split_group": REPO / "tests" / "fixtures" / "specs" / "worker_split_group",
+    "gunicorn_command": REPO / "tests" / "fixtures" / "specs" / "gunicorn_command",
 }
 """Spec folders rendered by the snapshot tests: the real one and fixtures of other shapes."""
 
