@@ -7,6 +7,7 @@ command line, or a missing tool.
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from collections.abc import Callable
@@ -19,9 +20,12 @@ from . import check as check_tree
 from . import render_to, treeid
 from .environment import TEMPLATES_DIR
 from .errors import GeneratorError, Problem, SpecError
+from .facts import facts_of
 from .layout import MANIFEST
+from .loader import load
 from .output import FILE_MODE
 from .realtools import ToolMissing
+from .schema import spec_file_schema
 from .validate import validate as validate_tree
 
 __all__ = ["main"]
@@ -151,3 +155,30 @@ def validate(spec_dir: Path, templates_dir: Path) -> None:
         click.echo(f"zachot-gen: {len(report.findings)} problem(s) found by the real tools", err=True)
         sys.exit(EXIT_DRIFT)
     click.echo("zachot-gen: validate passed")
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of a spec file (draft 2020-12, field docs included).
+
+    Save it (e.g. ``zachot-gen schema > spec/.schema.json``) and put
+    ``# yaml-language-server: $schema=.schema.json`` on the first line of each spec file for
+    completion and hover docs in editors. Exit 0.
+    """
+    click.echo(json.dumps(spec_file_schema(), indent=2, ensure_ascii=False))
+
+
+@main.command()
+@_spec_opt
+def facts(spec_dir: Path) -> None:
+    """List every ``${name}`` spec prose may quote, with its value for this spec.
+
+    One fact per line: ``${name}`` then its value. Exit 0, 2 on a spec error.
+    """
+    try:
+        values = facts_of(load(spec_dir).spec)
+    except GeneratorError as exc:
+        _fail(exc)
+    width = max(len(name) for name in values) + 3
+    for name in sorted(values):
+        click.echo(f"{'${' + name + '}':<{width}} {values[name]}")

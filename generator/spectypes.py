@@ -142,7 +142,9 @@ def _stop_timeout(value: object) -> float | str:
     )
 
 
-StopTimeout = Annotated[float | Literal["infinity"], PlainValidator(_stop_timeout)]
+StopTimeout = Annotated[
+    float | Literal["infinity"], PlainValidator(_stop_timeout, json_schema_input_type=float | Literal["infinity"])
+]
 """TimeoutStopSec=: seconds, or `infinity` (systemd never sends the final SIGKILL)."""
 
 
