@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from .envscan import env_reads, python_files
 from .planner import Plan, ServiceView
 from .runners import graceful_signals, python_module, stop_wait
 from .semantics import crash_loop_seconds
@@ -199,6 +200,33 @@ def _programs(p: Plan, source: Path) -> Iterator[Finding]:
             yield Finding(("services", sv.name, "runner", field), f"module {module} does not exist in {source}")
 
 
+def _code_roots(p: Plan, source: Path) -> list[Path]:
+    """The app's code the units run: each runner module's top-level package (or module) and
+    every healthcheck script."""
+    roots = [source / hc.script for hc in p.spec.healthchecks.values()]
+    for sv in p.services:
+        found = python_module(sv.svc.runner)
+        if found is not None:
+            top = found[1].split(".")[0]
+            roots += [source / top, source / f"{top}.py"]
+    return roots
+
+
+def _env_vars(p: Plan, source: Path) -> Iterator[Finding]:
+    """Every variable the app's code reads is declared (project.env_vars or a service's
+    environment), so the docs and the env file list it."""
+    declared = set(p.spec.project.env_vars) | {k for s in p.spec.services.values() for k in s.environment}
+    files = python_files(_code_roots(p, source))
+    for read in env_reads(files, p.spec.project.env_prefix):
+        if read.name not in declared:
+            where = read.path.relative_to(source) if read.path.is_relative_to(source) else read.path
+            yield Finding(
+                ("project", "env_vars"),
+                f"{where}:{read.line} reads {read.name}, which project.env_vars does not declare: add it "
+                "(description, example, required) so the docs and the install step list it",
+            )
+
+
 def lint(p: Plan, files: dict[str, str], source: Path | None = None) -> list[Finding]:
     """Run every rule on the plan and its rendered files; returns findings, errors first.
 
@@ -207,5 +235,5 @@ def lint(p: Plan, files: dict[str, str], source: Path | None = None) -> list[Fin
     """
     found = [*_logs(p, files), *_start_limits(p), *_cycles(p), *_stop_timeouts(p), *_exec_conditions(p)]
     if source is not None:
-        found += _programs(p, source)
+        found += [*_programs(p, source), *_env_vars(p, source)]
     return sorted(found, key=lambda f: f.severity != "error")

@@ -95,6 +95,10 @@ class Project(_Model):
     """The environment file every unit loads (EnvironmentFile=); holds secrets, never generated."""
     env_vars: dict[Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")], EnvVar] = {}
     """What the env file holds, for the docs and the install runbook."""
+    env_prefix: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]*_$", max_length=64)] | None = None
+    """Prefix of the app's own variables (e.g. `ZACHOT_`): with `source` set, every string of that
+    form in the app's code counts as a variable it reads, and lint requires it in `env_vars`
+    (besides direct `os.environ`/`os.getenv` reads, which are always checked)."""
     env_file_mode: Mode = "0640"
     """Mode of the env file (owner root, group `group`): the manager reads it as root;
     the group lets a manual healthcheck run read it."""
