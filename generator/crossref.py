@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 
 from . import layout
+from .accounts import SYSTEM_GROUPS, service_identity
 from .hardening import PRESET_NAMES
 from .models import Hardening, Spec
 from .reserved import is_reserved
@@ -38,13 +39,7 @@ def _services(spec: Spec) -> Iterator[Found]:
                     yield (*base, kind, i), f"a unit cannot depend on itself ('{dep}')"
                 elif dep not in units:
                     yield (*base, kind, i), _unknown("unit", dep, units)
-        if svc.logs.policy not in spec.log_policies:
-            yield (*base, "logs", "policy"), _unknown("log policy", svc.logs.policy, spec.log_policies)
-        for stream in ("stdout", "stderr"):
-            file = getattr(svc.logs, stream)
-            if file in seen_logs:
-                yield (*base, "logs", stream), f"log file '{file}' is already written by {seen_logs[file]}"
-            seen_logs[file] = f"services.{name}.logs"
+        yield from _logs(spec, name, seen_logs)
         if svc.exec_condition is not None:
             hc = spec.healthchecks.get(svc.exec_condition)
             if hc is None:
@@ -62,6 +57,37 @@ def _services(spec: Spec) -> Iterator[Found]:
             if item.unit in seen_units:
                 yield (section, name, "unit"), f"unit name '{item.unit}' is already used by {seen_units[item.unit]}"
             seen_units[item.unit] = f"{section}.{name}"
+
+
+def _logs(spec: Spec, name: str, seen: dict[str, str]) -> Iterator[Found]:
+    logs = spec.services[name].logs
+    base = ("services", name, "logs")
+    if logs.target == "journal":
+        for key in ("policy", "stdout", "stderr"):
+            if getattr(logs, key) is not None:
+                yield (*base, key), f"target: journal keeps the output in the journal (journald's limits); drop '{key}'"
+        return
+    if logs.policy is None:
+        yield base, "target: files needs 'policy' (a log_policies entry), or say target: journal"
+    elif logs.policy not in spec.log_policies:
+        yield (*base, "policy"), _unknown("log policy", logs.policy, spec.log_policies)
+    if logs.stdout is None:
+        yield base, "target: files needs 'stdout' (a file name in project.logs_dir), or say target: journal"
+    if spec.project.logs_dir is None:
+        yield ("project",), f"services.{name}.logs writes files: set project.logs_dir (or say target: journal)"
+    if logs.stderr is not None and logs.stderr == logs.stdout:
+        yield (*base, "stderr"), (
+            f"stderr names the stdout file '{logs.stdout}': leave 'stderr' out to send both streams to the "
+            "stdout file (StandardError=inherit)"
+        )
+        return
+    for stream in ("stdout", "stderr"):
+        file = getattr(logs, stream)
+        if file is None:
+            continue
+        if file in seen:
+            yield (*base, stream), f"log file '{file}' is already written by {seen[file]}"
+        seen[file] = f"services.{name}.logs.{stream}"
 
 
 _SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL", re.I)
@@ -196,14 +222,6 @@ def _identities(spec: Spec) -> Iterator[Found]:
             f"'{p.name}' is a name the base system or a package uses (/etc/tmpfiles.d/{p.name}.conf would mask "
             f"theirs, /etc/{p.name} may be theirs; generator/reserved_names.txt); choose the project's own name"
         )
-    for field in ("user", "group"):
-        name = getattr(p, field)
-        if is_reserved(name) or name in PRIVILEGED_ACCOUNTS or name.startswith("_"):
-            example = f", e.g. '{p.name}'" if p.name != name else ""
-            yield ("project", field), (
-                f"'{name}' is an account of the base system or a package; the services need an account of "
-                f"their own (sysusers.d creates it){example}"
-            )
     for name, svc in spec.services.items():
         if svc.unit != p.name and not svc.unit.startswith(f"{p.name}-"):
             yield ("services", name, "unit"), (
@@ -212,15 +230,51 @@ def _identities(spec: Spec) -> Iterator[Found]:
             )
         elif is_reserved(svc.unit):
             yield ("services", name, "unit"), f"'{svc.unit}.service' is a unit name the base system or a package uses"
-    for name, policy in spec.log_policies.items():
-        if policy.owner not in (p.user, "root"):
-            yield ("log_policies", name, "owner"), (
-                f"owner '{policy.owner}' is neither the service user '{p.user}' nor root, and nothing creates it"
+
+
+def _account_problem(name: str) -> str | None:
+    if is_reserved(name) or name in PRIVILEGED_ACCOUNTS or name.startswith("_"):
+        return (
+            f"'{name}' is an account of the base system or a package; the services need accounts of their own "
+            "(sysusers.d creates them)"
+        )
+    return None
+
+
+def _accounts(spec: Spec) -> Iterator[Found]:
+    """The users and groups the tree runs as, owns files as and declares in sysusers.d."""
+    p = spec.project
+    named: list[tuple[tuple[str | int, ...], str]] = [(("project", "user"), p.user), (("project", "group"), p.group)]
+    primary: dict[str, tuple[str, str]] = {}
+    for name, svc in spec.services.items():
+        base = ("services", name)
+        named += [((*base, f), v) for f in ("user", "group") if (v := getattr(svc, f)) is not None]
+        named += [((*base, "supplementary_groups", i), g) for i, g in enumerate(svc.supplementary_groups)]
+        ident = service_identity(spec, name)
+        first = primary.setdefault(ident.user, (name, ident.group))
+        if first[1] != ident.group:
+            yield (*base, "group"), (
+                f"user '{ident.user}' already has the primary group '{first[1]}' (services.{first[0]}); "
+                f"one user has one primary group: list '{ident.group}' in supplementary_groups instead"
             )
-        if policy.group not in (p.group, "root", "adm"):
-            yield ("log_policies", name, "group"), (
-                f"group '{policy.group}' is neither the service group '{p.group}', root nor adm, "
-                "and nothing creates it"
+        if ident.group in ident.supplementary:
+            i = ident.supplementary.index(ident.group)
+            yield (*base, "supplementary_groups", i), f"'{ident.group}' is already the service's primary group"
+    if p.logs_dir_group is not None and p.logs_dir_group not in SYSTEM_GROUPS:
+        named.append((("project", "logs_dir_group"), p.logs_dir_group))
+    named += [(("log_policies", n, "group"), pol.group) for n, pol in spec.log_policies.items()
+              if pol.group not in SYSTEM_GROUPS]  # fmt: skip
+    for path, name in named:
+        if (problem := _account_problem(name)) is not None:
+            yield path, problem
+    users = sorted(primary)
+    owners: list[tuple[tuple[str | int, ...], str | None]] = [(("project", "logs_dir_owner"), p.logs_dir_owner)]
+    owners += [(("log_policies", n, "owner"), pol.owner) for n, pol in spec.log_policies.items()]
+    for path, owner in owners:
+        if owner is not None and owner != "root" and owner not in primary:
+            yield path, (
+                f"'{owner}' is neither root nor a user a service runs as ({', '.join(users)}), "
+                "so nothing creates it; name one of those or give the service `user:`"
             )
 
 
@@ -244,6 +298,7 @@ def check_references(spec: Spec) -> list[Found]:
     return [
         *_services(spec),
         *_identities(spec),
+        *_accounts(spec),
         *_secrets(spec),
         *_hardening(spec),
         *_healthchecks(spec),

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 
 from . import layout
+from .accounts import service_identity
 from .filters import seconds
 from .models import Spec
 from .runners import stop_wait
@@ -49,7 +50,10 @@ def healthcheck_run(spec: Spec, name: str) -> list[str]:
     service user, with the env file loaded, and returns its exit code (systemd-run(1)
     ``--wait --pipe``). Run as root."""
     p = spec.project
-    props = [f"User={p.user}", f"Group={p.group}", f"EnvironmentFile={p.env_file}"]
+    ident = service_identity(spec, spec.healthchecks[name].service)
+    props = [f"User={ident.user}", f"Group={ident.group}"]
+    props += [f"SupplementaryGroups={' '.join(ident.supplementary)}"] if ident.supplementary else []
+    props.append(f"EnvironmentFile={p.env_file}")
     return [
         "systemd-run",
         "--quiet",
@@ -94,7 +98,7 @@ def facts_of(spec: Spec) -> Mapping[str, str]:
         "env_file": p.env_file,
         "repo": p.repo,
         "repo_url": p.repo_url,
-        "logs_dir": p.logs_dir,
+        **({"logs_dir": p.logs_dir} if p.logs_dir else {}),
         "tmpfiles": layout.tmpfiles_path(p.name),
         "sysusers": layout.sysusers_path(p.name),
         "enable_units": " ".join(enable_units(spec)),
@@ -109,11 +113,12 @@ def facts_of(spec: Spec) -> Mapping[str, str]:
         if wait is not None:
             out[f"{name}.shutdown_timeout"] = f"{wait.seconds}s"
         out[f"{name}.unit_path"] = layout.unit_path(svc.unit)
-        out[f"{name}.stdout"] = f"{p.logs_dir}/{svc.logs.stdout}"
-        out[f"{name}.stderr"] = f"{p.logs_dir}/{svc.logs.stderr}"
-        out[f"{name}.logrotate"] = layout.logrotate_path(svc.unit)
-        if svc.logs.policy in spec.log_policies:
-            out[f"{name}.rotate"] = str(spec.log_policies[svc.logs.policy].rotate)
+        if svc.logs.target == "files" and p.logs_dir and svc.logs.stdout:
+            out[f"{name}.stdout"] = f"{p.logs_dir}/{svc.logs.stdout}"
+            out[f"{name}.stderr"] = f"{p.logs_dir}/{svc.logs.stderr or svc.logs.stdout}"
+            out[f"{name}.logrotate"] = layout.logrotate_path(svc.unit)
+            if svc.logs.policy in spec.log_policies:
+                out[f"{name}.rotate"] = str(spec.log_policies[svc.logs.policy].rotate)
     for name, ext in spec.external_units.items():
         out[f"{name}.unit"] = f"{ext.unit}.service"
         out[f"{name}.restart_policy"] = ext.restart.policy

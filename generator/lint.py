@@ -72,9 +72,9 @@ def _logs(p: Plan, files: dict[str, str]) -> Iterator[Finding]:
                 f"but rotated by {len(stanzas)} stanzas ({where}); it must be exactly one",
             )
     for sv in p.services:
-        if not sv.policy.copytruncate:
+        if sv.policy is not None and not sv.policy.copytruncate:
             yield Finding(
-                ("log_policies", sv.svc.logs.policy, "copytruncate"),
+                ("log_policies", sv.svc.logs.policy or "", "copytruncate"),
                 (
                     f"{sv.unit_file} writes its logs through StandardOutput=append:, so systemd holds the file "
                     "open and cannot be told to reopen it: without copytruncate every line after a rotation "
@@ -84,6 +84,38 @@ def _logs(p: Plan, files: dict[str, str]) -> Iterator[Finding]:
     for log, stanzas in rotated.items():
         if log not in written:
             yield Finding(("log_policies",), f"{stanzas[0]} rotates {log}, which no unit writes")
+
+
+def _can(user: str, group: str, owner: str, owner_group: str, mode: int, need: int) -> bool:
+    """Whether ``user``:``group`` (an effective uid/gid, no supplementary groups: logrotate's
+    ``su`` switches with setegid/seteuid) has the ``need`` bits (0o7 scale) on a file of
+    ``owner``:``owner_group`` ``mode``. Root always has (it bypasses file permissions)."""
+    if user == "root":
+        return True
+    if user == owner:
+        return (mode >> 6) & need == need
+    if group == owner_group:
+        return (mode >> 3) & need == need
+    return mode & need == need
+
+
+def _rotation_rights(p: Plan) -> Iterator[Finding]:
+    """logrotate runs as ``su`` = the logs folder's owner and group: it must be able to rename
+    in the folder and, with copytruncate, to read and truncate every file it rotates."""
+    user, group = p.rotate_as
+    su = f"logrotate rotates as `su {user} {group}` (the logs folder's owner and group)"
+    pr = p.spec.project
+    logged = [sv for sv in p.services if sv.policy is not None]
+    if logged and not _can(user, group, user, group, int(pr.logs_dir_mode, 8), 0o3):
+        yield Finding(("project", "logs_dir_mode"), f"{su}, but mode {pr.logs_dir_mode} does not let it write there")
+    for sv in logged:
+        pol = sv.policy
+        if pol is not None and pol.copytruncate and not _can(user, group, pol.owner, pol.group, int(pol.mode, 8), 0o6):
+            yield Finding(
+                ("log_policies", sv.svc.logs.policy or "", "mode"),
+                f"{su}, but cannot read and truncate {sv.stdout_path} ({pol.owner}:{pol.group} {pol.mode}) for "
+                "copytruncate: make the files group-writable for that group, or own the logs folder as root",
+            )
 
 
 def _start_limits(p: Plan) -> Iterator[Finding]:
@@ -233,7 +265,8 @@ def lint(p: Plan, files: dict[str, str], source: Path | None = None) -> list[Fin
     ``source`` is the local checkout of the app (``project.source`` resolved); when given,
     the programs the units and healthchecks name must exist in it.
     """
-    found = [*_logs(p, files), *_start_limits(p), *_cycles(p), *_stop_timeouts(p), *_exec_conditions(p)]
+    found = [*_logs(p, files), *_rotation_rights(p), *_start_limits(p), *_cycles(p), *_stop_timeouts(p)]
+    found += _exec_conditions(p)
     if source is not None:
         found += [*_programs(p, source), *_env_vars(p, source)]
     return sorted(found, key=lambda f: f.severity != "error")

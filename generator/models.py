@@ -11,9 +11,23 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
+from .docmodels import (
+    Backup,
+    BackupTarget,
+    Component,
+    DesignDecision,
+    DisasterScenario,
+    Event,
+    FailureMatrix,
+    HealthSignal,
+    NotBackedUp,
+    Principle,
+    Scenario,
+)
 from .runners import DramatiqRunner, Runner, UvicornRunner
 from .spectypes import (
     AbsPath,
+    DirMode,
     FileName,
     Flag,
     Mode,
@@ -112,10 +126,15 @@ class Project(_Model):
     source: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
     """This spec's own checkout of that code, relative to the spec folder (e.g. `..`): when set,
     lint checks that every healthcheck script and runner module the units name exists there."""
-    logs_dir: AbsPath
-    """Folder of the services' log files, owned by `user`:`group`."""
-    logs_dir_mode: Mode = "0750"
-    """Mode of the logs folder."""
+    logs_dir: AbsPath | None = None
+    """Folder of the services' log files (tmpfiles.d creates it); needed when a service logs to files."""
+    logs_dir_mode: DirMode = "0750"
+    """Mode of the logs folder, e.g. "0750", or "2770" for a folder two service users share."""
+    logs_dir_owner: UserName | None = None
+    """Owner of the logs folder: `root` or a service's user. Default: `user`. logrotate rotates
+    as this owner and `logs_dir_group` (its `su` line), since renaming needs the folder."""
+    logs_dir_group: UserName | None = None
+    """Group of the logs folder (created by sysusers.d unless it is root or adm). Default: `group`."""
 
 
 class Restart(_Model):
@@ -147,14 +166,22 @@ class Stop(_Model):
 
 
 class Logs(_Model):
-    """Where the service's output goes: StandardOutput=append:, StandardError=append:."""
+    """Where the service's output goes (systemd.exec(5) StandardOutput=, StandardError=).
 
-    policy: Name
-    """Name of a `log_policies` entry."""
-    stdout: FileName
-    """File in `project.logs_dir` that receives stdout."""
-    stderr: FileName
-    """File in `project.logs_dir` that receives stderr."""
+    `target: files` (the default): stdout to `stdout`, stderr to `stderr` (`append:`), both in
+    `project.logs_dir` and rotated by the `policy`; leave `stderr` out for one file holding both
+    streams (StandardError=inherit). `target: journal`: both streams to the journal
+    (journalctl -u <unit>), kept by journald's own limits, so no policy and no logrotate file.
+    """
+
+    target: Literal["files", "journal"] = "files"
+    """`files` (append: to files in `project.logs_dir`) or `journal`."""
+    policy: Name | None = None
+    """Name of a `log_policies` entry (target `files` only)."""
+    stdout: FileName | None = None
+    """File in `project.logs_dir` that receives stdout (target `files` only)."""
+    stderr: FileName | None = None
+    """File that receives stderr; absent: the stdout file gets both streams (StandardError=inherit)."""
 
 
 class Watchdog(_Model):
@@ -198,6 +225,13 @@ class Service(_Model):
     """Unit name without `.service`."""
     runner: Runner
     """What ExecStart= runs."""
+    user: ServiceUser | None = None
+    """User= of this service (sysusers.d creates it). Default: `project.user`."""
+    group: ServiceUser | None = None
+    """Group= (its primary group; sysusers.d creates it). Default: `project.group`."""
+    supplementary_groups: list[ServiceUser] = []
+    """SupplementaryGroups=, e.g. the group of a folder shared with another service's user;
+    sysusers.d adds the user to each (`m` lines)."""
     restart: Restart
     stop: Stop
     after: list[Name] = []
@@ -305,112 +339,13 @@ class Healthcheck(_Model):
     """Sandboxing of the timer's oneshot unit (role `monitor` with every_sec)."""
 
 
-class Principle(_Model):
-    component: Name
-    text: Text
-
-
-class Component(_Model):
-    """A row group of the failure matrix."""
-
-    title: Text
-    unit: Name | None = None
-    """The service or external unit behind it (by spec name); null when it has none (the queue)."""
-
-
-Event = Literal[
-    "crash",
-    "killed",
-    "oom",
-    "clean_exit",
-    "manual_stop",
-    "manual_restart",
-    "hang",
-    "condition_skip",
-    "condition_error",
-    "dependency_stopped",
-    "crash_loop",
-]
-
-
-class HealthSignal(_Model):
-    """What a healthcheck returns in a scenario."""
-
-    check: Name
-    exit: int
-
-
-class Scenario(_Model):
-    """One row of the failure matrix."""
-
-    component: Name
-    failure: Text
-    event: Event | None = None
-    """What systemd sees; the "systemd auto-action" column is derived from it and the unit's settings."""
-    auto_action: Text | None = None
-    """Only for components without a unit (e.g. the queue): what happens by itself."""
-    symptoms: Text
-    detection: Text
-    healthcheck: HealthSignal | None = None
-    manual_action: Text
-    data_loss: Literal["Yes", "No", "Partial"]
-    comment: Text
-
-
-class DesignDecision(_Model):
-    title: Text
-    decision: Text
-    tradeoff: Text
-
-
-class FailureMatrix(_Model):
-    components: Annotated[dict[Name, Component], Field(min_length=1)]
-    principles: list[Principle]
-    scenarios: Annotated[list[Scenario], Field(min_length=1)]
-    design_decisions: list[DesignDecision] = []
-
-
-class BackupTarget(_Model):
-    """Something that is backed up; its paths are derived from the spec where possible."""
-
-    title: Text
-    covers: Literal["env_file", "units", "logs", "paths"]
-    """`env_file`, `units`, `logs`: the paths come from the spec; `paths`: listed below."""
-    paths: list[AbsPath] = []
-    methods: Annotated[list[Text], Field(min_length=1)]
-    frequency: Text
-    rto: Text
-    """Recovery time objective, as text (e.g. "5-10 минут")."""
-    notes: list[Text] = []
-
-
-class NotBackedUp(_Model):
-    what: Text
-    why: Text
-
-
-class DisasterScenario(_Model):
-    title: Text
-    when: Text
-    steps: Annotated[list[Text], Field(min_length=1)]
-    rto: Text
-
-
-class Backup(_Model):
-    goal: Text
-    philosophy: list[Text]
-    targets: Annotated[dict[Name, BackupTarget], Field(min_length=1)]
-    not_backed_up: list[NotBackedUp]
-    disasters: Annotated[dict[Name, DisasterScenario], Field(min_length=1)]
-
-
 class Spec(_Model):
     """The whole deployment: every spec/*.yaml file's top-level sections merged."""
 
     project: Project
     services: Annotated[dict[Name, Service], Field(min_length=1)]
     external_units: dict[Name, ExternalUnit] = {}
-    log_policies: Annotated[dict[Name, LogPolicy], Field(min_length=1)]
+    log_policies: dict[Name, LogPolicy] = {}
     healthchecks: dict[Name, Healthcheck] = {}
     failure_matrix: FailureMatrix
     backup: Backup

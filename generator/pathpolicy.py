@@ -163,7 +163,7 @@ def path_problems(spec: Spec) -> Iterator[Found]:
     env = PurePosixPath(p.env_file)
     state = f"/var/lib/{p.name}"
     dirs: list[tuple[tuple[str | int, ...], str, bool, str]] = [
-        ((*base, "logs_dir"), p.logs_dir, True, f"/var/log/{p.name}"),
+        *([((*base, "logs_dir"), p.logs_dir, True, f"/var/log/{p.name}")] if p.logs_dir else []),
         ((*base, "env_file"), str(env.parent), False, f"/etc/{p.name}/{env.name}"),
         ((*base, "venv"), p.venv, False, f"{p.root}/venv"),
         ((*base, "repo"), p.repo, False, f"{p.root}/repo"),

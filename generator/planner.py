@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import layout
+from .accounts import Identity, SysUsers, rotation_identity, service_identity, sysusers
 from .facts import enable_units, healthcheck_argv, healthcheck_run
 from .hardening import Directive, hardening_for
 from .models import ExternalUnit, Healthcheck, LogPolicy, Restart, Scenario, Service, Spec, Stop
@@ -53,17 +54,28 @@ class ServiceView:
     name: str
     svc: Service
     unit_file: str
+    identity: Identity
     exec_start: list[str]
     exec_condition: list[str] | None
     after: list[str]
     wants: list[str]
     requires: list[str]
-    stdout_path: str
-    stderr_path: str
-    policy: LogPolicy
-    logrotate_path: str
+    log_target: str
+    """``files`` (stdout and stderr apart), ``file`` (both streams in the stdout file) or ``journal``."""
+    stdout_path: str | None
+    """The file stdout is appended to; None for the journal."""
+    stderr_path: str | None
+    """The file stderr is appended to; None for the journal or when it shares the stdout file."""
+    policy: LogPolicy | None
+    logrotate_path: str | None
+    """Server path of its logrotate file; None for the journal."""
     gives_up_after: float | None
     hardening: list[Directive]
+
+    @property
+    def log_files(self) -> list[str]:
+        """The files the unit appends to, stdout's first (empty for the journal)."""
+        return [f for f in (self.stdout_path, self.stderr_path) if f is not None]
 
 
 @dataclass(frozen=True)
@@ -117,6 +129,10 @@ class Plan:
     enable_units: list[str] = field(default_factory=list)
     """Units to `systemctl enable --now` after install: the services and the healthcheck timers."""
     backup_paths: dict[str, list[str]] = field(default_factory=dict)
+    accounts: SysUsers = SysUsers((), (), ())
+    """The users, groups and memberships sysusers.d declares."""
+    rotate_as: tuple[str, str] = ("root", "root")
+    """logrotate's ``su`` user and group (:func:`generator.accounts.rotation_identity`)."""
 
 
 def _unit_file(spec: Spec, name: str) -> str:
@@ -139,23 +155,26 @@ def _healthcheck_view(spec: Spec, name: str) -> HealthcheckView:
 
 
 def _service_view(spec: Spec, name: str, svc: Service) -> ServiceView:
-    logs = spec.project.logs_dir
+    logs, to = spec.project.logs_dir, svc.logs
+    files = to.target == "files" and logs is not None and to.stdout is not None and to.policy is not None
     cond = _healthcheck_view(spec, svc.exec_condition).command if svc.exec_condition else None
     return ServiceView(
         name=name,
         svc=svc,
         unit_file=f"{svc.unit}.service",
+        identity=service_identity(spec, name),
         exec_start=exec_start(svc.runner, spec.project.venv),
         exec_condition=cond,
         after=[_unit_file(spec, d) for d in svc.after],
         wants=[_unit_file(spec, d) for d in svc.wants],
         requires=[_unit_file(spec, d) for d in svc.requires],
-        stdout_path=f"{logs}/{svc.logs.stdout}",
-        stderr_path=f"{logs}/{svc.logs.stderr}",
-        policy=spec.log_policies[svc.logs.policy],
-        logrotate_path=layout.logrotate_path(svc.unit),
+        log_target=("files" if to.stderr else "file") if files else "journal",
+        stdout_path=f"{logs}/{to.stdout}" if files else None,
+        stderr_path=f"{logs}/{to.stderr}" if files and to.stderr else None,
+        policy=spec.log_policies[to.policy] if files and to.policy else None,
+        logrotate_path=layout.logrotate_path(svc.unit) if files else None,
         gives_up_after=crash_loop_seconds(svc.restart),
-        hardening=hardening_for(svc.hardening, [logs, *svc.hardening.writable_paths]),
+        hardening=hardening_for(svc.hardening, [*([logs] if files and logs else []), *svc.hardening.writable_paths]),
     )
 
 
@@ -204,15 +223,16 @@ def _artifacts(p: Plan) -> list[Artifact]:
                 {"title": sv.svc.title},
             )
         )
-        arts.append(
-            Artifact(
-                f"{root}{sv.logrotate_path}",
-                "logrotate/logrotate.j2",
-                {"s": sv},
-                "logrotate",
-                {"files": f"{sv.stdout_path}, {sv.stderr_path}"},
+        if sv.logrotate_path:
+            arts.append(
+                Artifact(
+                    f"{root}{sv.logrotate_path}",
+                    "logrotate/logrotate.j2",
+                    {"s": sv},
+                    "logrotate",
+                    {"files": ", ".join(sv.log_files)},
+                )
             )
-        )
     for hv in p.healthchecks:
         if hv.timer_unit:
             ctx = {"h": hv, "service": next(s for s in p.services if s.name == hv.hc.service)}
@@ -242,7 +262,7 @@ def _artifacts(p: Plan) -> list[Artifact]:
             "sysusers/sysusers.conf.j2",
             {},
             "sysusers",
-            {"user": spec.project.user},
+            {"user": ", ".join(a.name for a in p.accounts.users)},
         )
     )
     for doc in ("README.md", "failure_matrix.md", "backup_recovery.md"):
@@ -255,7 +275,7 @@ def _backup_paths(p: Plan) -> dict[str, list[str]]:
     derived = {
         "env_file": [p.spec.project.env_file],
         "units": [a.server_path for a in p.artifacts if a.server_path],
-        "logs": [path for s in p.services for path in (s.stdout_path, s.stderr_path)],
+        "logs": [path for s in p.services for path in s.log_files],
     }
     return {
         name: list(t.paths) if t.covers == "paths" else derived[t.covers] for name, t in p.spec.backup.targets.items()
@@ -273,6 +293,8 @@ def plan(spec: Spec) -> Plan:
     hcs = {n: _healthcheck_view(spec, n) for n in spec.healthchecks}
     units = _units(spec)
     p = Plan(spec, services, list(hcs.values()), units, _scenarios(spec, units, hcs))
+    p.accounts = sysusers(spec)
+    p.rotate_as = rotation_identity(spec)
     p.artifacts = _artifacts(p)
     p.backup_paths = _backup_paths(p)
     p.enable_units = enable_units(spec)

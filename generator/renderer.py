@@ -15,6 +15,7 @@ from typing import Any
 import jinja2
 
 from . import layout, treeid
+from .accounts import logs_owner
 from .environment import TEMPLATES_DIR, make_environment
 from .errors import TemplateError
 from .hardening import PRESET
@@ -62,6 +63,9 @@ def _shared_context(p: Plan, templates_dir: Path) -> dict[str, Any]:
         "artifacts": p.artifacts,
         "enable_units": p.enable_units,
         "backup_paths": p.backup_paths,
+        "accounts": p.accounts,
+        "rotate_as": p.rotate_as,
+        "logs_owner": logs_owner(p.spec),
         "tmpfiles_path": layout.tmpfiles_path(name),
         "sysusers_path": layout.sysusers_path(name),
         "manifest_name": layout.MANIFEST,

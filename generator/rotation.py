@@ -55,7 +55,7 @@ class RotationRun:
 
 def _moved(spec: Spec, root: Path) -> Spec:
     p = spec.project
-    moved = {k: f"{root}{getattr(p, k)}" for k in ("root", "venv", "env_file", "repo", "logs_dir")}
+    moved = {k: f"{root}{v}" for k in ("root", "venv", "env_file", "repo", "logs_dir") if (v := getattr(p, k))}
     return spec.model_copy(update={"project": p.model_copy(update=moved)})
 
 
@@ -91,13 +91,16 @@ def rotate_in_sandbox(
     moved = _moved(spec, workdir / "root")
     p = plan(moved)
     sv = next(s for s in p.services if s.name == service)
+    if sv.policy is None or sv.logrotate_path is None or moved.project.logs_dir is None:
+        raise ValueError(f"service {service} logs to the journal: there is nothing to rotate")
     conf = workdir / sv.svc.unit
     conf.write_text(render(p, templates_dir)[f"root{sv.logrotate_path}"])
     logs_dir = Path(moved.project.logs_dir)
     logs_dir.mkdir(parents=True)
     os.chmod(logs_dir, int(moved.project.logs_dir_mode, 8))
-    run = RotationRun(sv.policy, [Path(sv.stdout_path), Path(sv.stderr_path)], [])
-    env = {**os.environ, **nss_env([sv.policy.owner], [sv.policy.group], workdir)}
+    run = RotationRun(sv.policy, [Path(f) for f in sv.log_files], [])
+    su_user, su_group = p.rotate_as
+    env = {**os.environ, **nss_env([sv.policy.owner, su_user], [sv.policy.group, su_group], workdir)}
     env["LD_PRELOAD"] = f"{env['LD_PRELOAD']} {faketime}"
     fds = {}
     for log in run.logs:

@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 __all__ = [
     "AbsPath",
+    "DirMode",
     "FileName",
     "Flag",
     "Mode",
@@ -117,7 +118,16 @@ AbsPath = Annotated[str, AfterValidator(_abs_path)]
 """An absolute, normalised path that needs no quoting in any artifact."""
 RelPath = Annotated[str, AfterValidator(_rel_path)]
 FileName = Annotated[str, AfterValidator(_file_name)]
+def _dir_mode(value: str) -> str:
+    if not re.fullmatch(r"[0-3][0-7]{3}", value):
+        raise ValueError('must be a 4-digit octal folder mode written as a string, e.g. "0750" or "2770" (setgid)')
+    return value
+
+
 Mode = Annotated[str, BeforeValidator(_mode_not_number), AfterValidator(_octal_mode)]
+"""A file mode: 4 octal digits, no setuid, setgid or sticky bit."""
+DirMode = Annotated[str, BeforeValidator(_mode_not_number), AfterValidator(_dir_mode)]
+"""A folder mode: may add setgid (new files take the folder's group) or sticky, never setuid."""
 Name = Annotated[str, Field(pattern=_NAME)]
 UserName = Annotated[str, Field(pattern=_USER)]
 Text = Annotated[str, Field(min_length=1)]

@@ -5,16 +5,17 @@
 
 1. sysusers.d (sysusers.d(5)): ``systemd-sysusers --root=`` on each rendered
    ``etc/sysusers.d/*.conf``. /etc/passwd and /etc/group before and after must differ by
-   exactly the user ``project.user`` and the group ``project.group`` (a ``u`` line also
-   creates the group of the user's name unless one is given as ``-:group``). Every created
-   user must have the shell /usr/sbin/nologin or /bin/false (sysusers.d(5)'s default for
-   system users), the home ``project.root``, a uid that is not 0 nor another's; the project
-   user's primary group must be ``project.group``. Another new user or group, or a changed
-   existing entry (an ``m`` line adding the user to ``sudo``), is a finding naming the file.
+   exactly the users and groups :func:`generator.accounts.sysusers` declares (a ``u`` line
+   also creates the group of the user's name unless one is given as ``-:group``), and each
+   ``m`` membership must be in /etc/group. Every created user must have the shell
+   /usr/sbin/nologin or /bin/false (sysusers.d(5)'s default for system users), the home
+   ``project.root``, a uid that is not 0 nor another's, and its declared primary group.
+   Another new user or group, or a changed existing entry (an ``m`` line adding a user to
+   ``sudo``), is a finding naming the file.
 2. tmpfiles.d (tmpfiles.d(5)): ``systemd-tmpfiles --create --root=`` on the rendered
    ``etc/tmpfiles.d/*.conf``, names resolved from the scratch root's accounts after step 1.
    Every path created or changed must be one the plan expects, with the spec's owner, group
-   and mode: the logs folder (``project.user``:``project.group`` ``project.logs_dir_mode``),
+   and mode: the logs folder (:func:`generator.accounts.logs_owner`, ``project.logs_dir_mode``),
    each service's stdout/stderr file (its ``log_policies`` owner:group mode), the env file's
    folder (root:``project.group`` 0750). Missing parents are created root:root 0755
    (tmpfiles.d(5), ``d``), which is accepted for ancestors of those paths only. Any folder
@@ -41,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from . import layout
+from .accounts import logs_owner
 from .pathpolicy import project_dir_problem
 from .planner import Plan
 from .realtools import ToolFinding
@@ -116,14 +118,18 @@ def sysusers_findings(p: Plan, files: dict[str, str], root: Path) -> Checked:
                     msg = f"changes the existing {kind} {_show(old[name])} to {_show(new[name])}"
                     out.append(ToolFinding(rel, "sysusers result", msg))
     acc = Accounts(root)
-    for kind, want in (("user", pr.user), ("group", pr.group)):
+    declared = p.accounts
+    for kind, want in (("user", declared.created_users), ("group", declared.created_groups)):
         table, had = (acc.users, base.users) if kind == "user" else (acc.groups, base.groups)
-        for name in sorted(made[kind].keys() - {want}):
-            msg = f"creates {kind} {_show(table[name])}; the spec's only {kind} is project.{kind} '{want}'"
+        for name in sorted(made[kind].keys() - want):
+            msg = f"creates {kind} {_show(table[name])}; the spec's {kind}s are {', '.join(sorted(want))}"
             out.append(ToolFinding(made[kind][name], "sysusers result", msg))
-        if want not in made[kind]:
-            why = f"a base Debian system already has {_show(had[want])}" if want in had else "no line creates it"
-            out.append(ToolFinding(want_file, "sysusers result", f"project.{kind} '{want}' not created: {why}"))
+        for name in sorted(want - made[kind].keys()):
+            why = f"a base Debian system already has {_show(had[name])}" if name in had else "no line creates it"
+            out.append(ToolFinding(want_file, "sysusers result", f"the spec's {kind} '{name}' not created: {why}"))
+    for user, group in declared.members:
+        if user not in acc.groups.get(group, ["", "", "", ""])[3].split(","):
+            out.append(ToolFinding(want_file, "sysusers result", f"user '{user}' is not a member of group '{group}'"))
     for name, rel in sorted(made["user"].items()):
         out += [ToolFinding(rel, "sysusers result", msg) for msg in _user_problems(acc, name, p)]
     for name, rel in sorted(made["group"].items()):
@@ -146,8 +152,9 @@ def _user_problems(acc: Accounts, name: str, p: Plan) -> list[str]:
         problems.append(f"user '{name}' gets the home {fields[5]}, not project.root {pr.root}")
     if fields[2] == "0" or [u[2] for u in acc.users.values()].count(fields[2]) > 1:
         problems.append(f"user '{name}' gets uid {fields[2]}: root's or shared with another user")
-    if name == pr.user and fields[3] != str(acc.gid(pr.group)):
-        problems.append(f"user '{name}' gets primary gid {fields[3]}, not project.group '{pr.group}'")
+    primary = {a.name: a.group for a in p.accounts.users}
+    if name in primary and fields[3] != str(acc.gid(primary[name])):
+        problems.append(f"user '{name}' gets primary gid {fields[3]}, not its group '{primary[name]}'")
     return problems
 
 
@@ -166,19 +173,14 @@ class Expect:
 
 def _expected(p: Plan) -> dict[str, Expect]:
     pr = p.spec.project
-    out = [
-        Expect(
-            pr.logs_dir,
-            "d",
-            pr.user,
-            pr.group,
-            pr.logs_dir_mode,
-            ("project.user", "project.group", "project.logs_dir_mode"),
-        )
-    ]
+    sources = ("project.logs_dir_owner", "project.logs_dir_group", "project.logs_dir_mode")
+    logged = pr.logs_dir is not None and any(sv.log_files for sv in p.services)
+    out = [Expect(pr.logs_dir, "d", *logs_owner(p.spec), pr.logs_dir_mode, sources)] if logged and pr.logs_dir else []
     for sv in p.services:
         pol = f"log_policies.{sv.svc.logs.policy}"
-        for path in (sv.stdout_path, sv.stderr_path):
+        if sv.policy is None:
+            continue
+        for path in sv.log_files:
             out.append(
                 Expect(
                     path,

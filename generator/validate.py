@@ -54,6 +54,8 @@ def validate(spec_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> Validation:
         out.exposure, found = security_check(result.plan, result.files, scratch / "security")
         out.findings += found
         for sv in result.plan.services:
+            if sv.policy is None:
+                continue  # the journal: no logrotate file
             runs = sv.policy.rotate + 2
             work = scratch / f"rotate-{sv.name}"
             work.mkdir()

@@ -13,6 +13,8 @@ SPEC_CASES: dict[str, Path] = {
     "single_api_en": REPO / "tests" / "fixtures" / "specs" / "single_api_en",
     "worker_split_group": REPO / "tests" / "fixtures" / "specs" / "worker_split_group",
     "gunicorn_command": REPO / "tests" / "fixtures" / "specs" / "gunicorn_command",
+    "shared_logs": REPO / "tests" / "fixtures" / "specs" / "shared_logs",
+    "journal_api": REPO / "tests" / "fixtures" / "specs" / "journal_api",
 }
 """Spec folders rendered by the snapshot tests: the real one and fixtures of other shapes."""
 

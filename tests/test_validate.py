@@ -28,7 +28,7 @@ def test_zachot_spec_passes_validate() -> None:
     assert all(float(v) <= EXPOSURE_LIMIT for v in scores.values()), scores
 
 
-@pytest.mark.parametrize("case", ["single_api_en", "worker_split_group", "gunicorn_command"])
+@pytest.mark.parametrize("case", ["single_api_en", "worker_split_group", "gunicorn_command", "shared_logs", "journal_api"])
 def test_fixture_specs_pass_validate(case: str) -> None:
     result = run_cli("validate", "--spec", SPEC_CASES[case])
     assert result.returncode == 0, result.stdout + result.stderr
@@ -143,7 +143,7 @@ def test_lint_catches_a_template_that_rotates_the_wrong_file(tmp_path: Path) -> 
     templates = tmp_path / "templates"
     shutil.copytree(TEMPLATES_DIR, templates)
     lr = templates / "logrotate" / "logrotate.j2"
-    lr.write_text(lr.read_text().replace("{{ s.stdout_path }} {{ s.stderr_path }} {", "{{ s.stdout_path }} {"))
+    lr.write_text(lr.read_text().replace('{{ s.log_files | join(" ") }} {', "{{ s.stdout_path }} {"))
     result = run_cli("render", "--spec", REPO / "spec", "--build", tmp_path / "b", "--templates", templates)
     assert result.returncode == 2
     assert (

@@ -52,9 +52,13 @@ def test_spec_passes(tmp_path: Path, case: str) -> None:
     checked, found = check_system_files(b.plan, b.files, tmp_path)
     assert found == []
     text = "\n".join(checked)
-    assert f"created user {pr.user} (uid " in text and f"home {pr.root}, /usr/sbin/nologin)" in text
+    for account in b.plan.accounts.users:
+        assert f"user {account.name} (uid " in text and f"home {pr.root}, /usr/sbin/nologin)" in text
     assert f"group {pr.group} (gid " in text
-    assert f"{pr.logs_dir}," in text
+    if any(sv.log_files for sv in b.plan.services):
+        assert f"{pr.logs_dir}," in text
+    else:
+        assert pr.logs_dir is None and "/var/log" not in text
     assert f"second run with the env file (root:root 0600): f root:{pr.group} {pr.env_file_mode}" in text
 
 
@@ -102,7 +106,7 @@ def test_injected_sysusers_user_fails(tmp_path: Path) -> None:
             "/usr/sbin/nologin\nm zachot sudo\n",
             "changes the existing group sudo:x:27: to sudo:x:27:zachot",
         ),
-        ("u zachot -", "u zachot -:adm", "project.group 'zachot' not created: no line creates it"),
+        ("u zachot -", "u zachot -:adm", "the spec's group 'zachot' not created: no line creates it"),
     ],
     ids=["login-shell", "home", "added-to-sudo", "primary-group"],
 )
@@ -117,7 +121,7 @@ def test_user_a_base_system_has_is_caught_by_the_tool(tmp_path: Path) -> None:
     p = plan(spec.model_copy(update={"project": spec.project.model_copy(update={"user": "www-data"})}))
     _, found = check_system_files(p, render(p), tmp_path)
     assert (
-        f"{SU}: sysusers result: project.user 'www-data' not created: a base Debian system already has www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin"
+        f"{SU}: sysusers result: the spec's user 'www-data' not created: a base Debian system already has www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin"
         in map(str, found)
     )
 

@@ -1,0 +1,128 @@
+"""pydantic models of the docs-only sections: the failure matrix and the backup plan.
+
+What systemd does in each row is derived (:mod:`generator.semantics`); these models hold
+what only people know: symptoms, detection, manual actions, backup methods, recovery times.
+Both sections are optional in a spec (:class:`generator.models.Spec`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from .spectypes import AbsPath, Name, Text
+from .spectypes import SpecModel as _Model
+
+__all__ = [
+    "Backup",
+    "BackupTarget",
+    "Component",
+    "DesignDecision",
+    "DisasterScenario",
+    "Event",
+    "FailureMatrix",
+    "HealthSignal",
+    "NotBackedUp",
+    "Principle",
+    "Scenario",
+]
+
+
+class Principle(_Model):
+    component: Name
+    text: Text
+
+
+class Component(_Model):
+    """A row group of the failure matrix."""
+
+    title: Text
+    unit: Name | None = None
+    """The service or external unit behind it (by spec name); null when it has none (the queue)."""
+
+
+Event = Literal[
+    "crash",
+    "killed",
+    "oom",
+    "clean_exit",
+    "manual_stop",
+    "manual_restart",
+    "hang",
+    "condition_skip",
+    "condition_error",
+    "dependency_stopped",
+    "crash_loop",
+]
+
+
+class HealthSignal(_Model):
+    """What a healthcheck returns in a scenario."""
+
+    check: Name
+    exit: int
+
+
+class Scenario(_Model):
+    """One row of the failure matrix."""
+
+    component: Name
+    failure: Text
+    event: Event | None = None
+    """What systemd sees; the "systemd auto-action" column is derived from it and the unit's settings."""
+    auto_action: Text | None = None
+    """Only for components without a unit (e.g. the queue): what happens by itself."""
+    symptoms: Text
+    detection: Text
+    healthcheck: HealthSignal | None = None
+    manual_action: Text
+    data_loss: Literal["Yes", "No", "Partial"]
+    comment: Text
+
+
+class DesignDecision(_Model):
+    title: Text
+    decision: Text
+    tradeoff: Text
+
+
+class FailureMatrix(_Model):
+    components: Annotated[dict[Name, Component], Field(min_length=1)]
+    principles: list[Principle]
+    scenarios: Annotated[list[Scenario], Field(min_length=1)]
+    design_decisions: list[DesignDecision] = []
+
+
+class BackupTarget(_Model):
+    """Something that is backed up; its paths are derived from the spec where possible."""
+
+    title: Text
+    covers: Literal["env_file", "units", "logs", "paths"]
+    """`env_file`, `units`, `logs`: the paths come from the spec; `paths`: listed below."""
+    paths: list[AbsPath] = []
+    methods: Annotated[list[Text], Field(min_length=1)]
+    frequency: Text
+    rto: Text
+    """Recovery time objective, as text (e.g. "5-10 минут")."""
+    notes: list[Text] = []
+
+
+class NotBackedUp(_Model):
+    what: Text
+    why: Text
+
+
+class DisasterScenario(_Model):
+    title: Text
+    when: Text
+    steps: Annotated[list[Text], Field(min_length=1)]
+    rto: Text
+
+
+class Backup(_Model):
+    goal: Text
+    philosophy: list[Text]
+    targets: Annotated[dict[Name, BackupTarget], Field(min_length=1)]
+    not_backed_up: list[NotBackedUp]
+    disasters: Annotated[dict[Name, DisasterScenario], Field(min_length=1)]

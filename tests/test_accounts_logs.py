@@ -1,0 +1,152 @@
+"""Per-service users, groups and supplementary groups; the logs folder's owner and logrotate's
+`su` derived from it; log targets (two files, one file, the journal).
+
+Spec cases edit the `shared_logs` fixture (two service users sharing a root-owned,
+group-writable log folder) and go through the real CLI; the expected line of an error is
+found in the edited text, so a message located elsewhere fails. Expected lines were written
+from sysusers.d(5), tmpfiles.d(5), logrotate.conf(5) and systemd.exec(5), not copied from a run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import SPEC_CASES, line_of, run_cli
+
+from generator import build_files
+from generator.loader import load_spec
+from generator.planner import plan
+from generator.renderer import render
+from generator.syscheck import check_system_files
+
+BASE = (SPEC_CASES["shared_logs"] / "spec.yaml").read_text()
+
+
+def _spec_with(tmp_path: Path, *edits: tuple[str, str]) -> tuple[Path, str]:
+    text = BASE
+    for old, new in edits:
+        assert old in text, f"{old!r} not in the fixture: update the case"
+        text = text.replace(old, new, 1)
+    spec = tmp_path / "spec"
+    spec.mkdir()
+    (spec / "spec.yaml").write_text(text)
+    return spec, text
+
+
+def _lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+
+
+def test_each_service_user_is_declared_with_its_groups_and_memberships() -> None:
+    files = build_files(SPEC_CASES["shared_logs"])
+    assert _lines(files["root/etc/sysusers.d/shop.conf"]) == [
+        "g shop -",
+        "g shoplogs -",
+        'u shop-api -:shop "Shop API" /srv/shop /usr/sbin/nologin',
+        'u shop-worker -:shop "Shop Worker" /srv/shop /usr/sbin/nologin',
+        "m shop-api shoplogs",
+        "m shop-worker shoplogs",
+    ]
+    api = files["root/etc/systemd/system/shop-api.service"].splitlines()
+    assert ["User=shop-api", "Group=shop", "SupplementaryGroups=shoplogs"] == [
+        ln for ln in api if ln.split("=")[0] in ("User", "Group", "SupplementaryGroups")
+    ]
+
+
+def test_root_owned_group_writable_folder_rotates_as_root_and_its_group() -> None:
+    files = build_files(SPEC_CASES["shared_logs"])
+    assert "d /var/log/shop 2770 root shoplogs -" in files["root/etc/tmpfiles.d/shop.conf"]
+    for unit in ("shop-api", "shop-worker"):
+        assert "    su root shoplogs\n" in files[f"root/etc/logrotate.d/{unit}"]
+    # the default stays: the folder and su are the project's user and group
+    zachot = build_files(SPEC_CASES["zachot"])
+    assert "    su zachot zachot\n" in zachot["root/etc/logrotate.d/zachot-api"]
+
+
+def test_one_file_for_both_streams_and_the_journal() -> None:
+    shop = build_files(SPEC_CASES["shared_logs"])
+    api = shop["root/etc/systemd/system/shop-api.service"]
+    assert "StandardOutput=append:/var/log/shop/api.log\nStandardError=inherit\n" in api
+    assert shop["root/etc/logrotate.d/shop-api"].splitlines()[1] == "/var/log/shop/api.log {"
+    assert "api.err" not in shop["root/etc/tmpfiles.d/shop.conf"]
+    notes = build_files(SPEC_CASES["journal_api"])
+    unit = notes["root/etc/systemd/system/notes-web.service"]
+    assert "StandardOutput=journal\nStandardError=journal\n" in unit
+    assert "ReadWritePaths=" not in unit
+    assert not [p for p in notes if "logrotate" in p]
+    assert [ln for ln in _lines(notes["root/etc/tmpfiles.d/notes.conf"]) if ln.startswith("d ")] == [
+        "d /etc/notes 0750 root notes -"
+    ]
+    assert "journalctl -u notes-web.service --since today" in notes["docs/README.md"]
+
+
+SPEC_ERRORS = [
+    (
+        "two-primary-groups",
+        [("    user: shop-worker\n", "    user: shop-api\n    group: shoplogs\n")],
+        "    group: shoplogs",
+        "services.worker.group: user 'shop-api' already has the primary group 'shop'",
+    ),
+    (
+        "policy-owner-nobody-creates",
+        [("    owner: shop-worker\n", "    owner: backup\n")],
+        "    owner: backup",
+        "log_policies.worker.owner: 'backup' is neither root nor a user a service runs as",
+    ),
+    (
+        "privileged-supplementary-group",
+        [("    supplementary_groups: [shoplogs]\n", "    supplementary_groups: [docker]\n")],
+        "supplementary_groups: [docker]",
+        "services.api.supplementary_groups[0]: 'docker' is an account of the base system",
+    ),
+    (
+        "stderr-names-the-stdout-file",
+        [("logs: {policy: api, stdout: api.log}", "logs: {policy: api, stdout: api.log, stderr: api.log}")],
+        "stderr: api.log",
+        "leave 'stderr' out to send both streams to the stdout file (StandardError=inherit)",
+    ),
+    (
+        "journal-with-a-file",
+        [("logs: {policy: api, stdout: api.log}", "logs: {target: journal, stdout: api.log}"),
+         ("manual_action: Read ${api.stdout}", "manual_action: none")],
+        "target: journal, stdout",
+        "services.api.logs.stdout: target: journal keeps the output in the journal",
+    ),
+    (
+        "files-without-policy",
+        [("logs: {policy: api, stdout: api.log}", "logs: {stdout: api.log}")],
+        "logs: {stdout: api.log}",
+        "target: files needs 'policy'",
+    ),
+    (
+        "su-cannot-truncate",
+        # the folder now belongs to shop-api: su shop-api shoplogs cannot truncate a 0640 worker file
+        [("  logs_dir_owner: root\n", "  logs_dir_owner: shop-api\n"), ('    mode: "0660"\n    frequency: daily\n    rotate: 14\n    compress: true\n    delaycompress: true\n    dateext: true\n    copytruncate: true\n\nfailure', '    mode: "0640"\n    frequency: daily\n    rotate: 14\n    compress: true\n    delaycompress: true\n    dateext: true\n    copytruncate: true\n\nfailure')],  # noqa: E501
+        '    mode: "0640"',
+        "logrotate rotates as `su shop-api shoplogs` (the logs folder's owner and group), but cannot read and "
+        "truncate /var/log/shop/worker.log",
+    ),
+]
+
+
+@pytest.mark.parametrize(("edits", "needle", "message"), [c[1:] for c in SPEC_ERRORS], ids=[c[0] for c in SPEC_ERRORS])
+def test_spec_mistakes_are_located(tmp_path: Path, edits: list[tuple[str, str]], needle: str, message: str) -> None:
+    spec, text = _spec_with(tmp_path, *edits)
+    result = run_cli("render", "--spec", spec, "--build", tmp_path / "build")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr, result.stderr
+    line = next(ln for ln in result.stderr.splitlines() if message.split(":")[0] in ln or message in ln)
+    assert line.startswith(f"{spec / 'spec.yaml'}:{line_of(text, needle)}:"), (line, line_of(text, needle))
+    assert not (tmp_path / "build").exists()
+
+
+def test_sysusers_without_a_membership_is_caught_by_the_tool(tmp_path: Path) -> None:
+    """An `m` line lost from the rendered file: systemd-sysusers runs fine, the group lacks the user."""
+    p = plan(load_spec(SPEC_CASES["shared_logs"]))
+    files = render(p)
+    path = "root/etc/sysusers.d/shop.conf"
+    assert "m shop-worker shoplogs\n" in files[path]
+    files[path] = files[path].replace("m shop-worker shoplogs\n", "")
+    _, found = check_system_files(p, files, tmp_path)
+    assert f"{path}: sysusers result: user 'shop-worker' is not a member of group 'shoplogs'" in map(str, found)
