@@ -12,6 +12,8 @@ import shlex
 
 __all__ = [
     "FILTERS",
+    "comment_text",
+    "env_file_value",
     "md_cell",
     "md_code",
     "md_table",
@@ -109,6 +111,31 @@ def systemd_env(name: str, value: str) -> str:
     return f'"{text}"'
 
 
+def env_file_value(value: str) -> str:
+    """A value of one ``NAME=value`` line of an EnvironmentFile= (systemd.exec(5)).
+
+    systemd's parser (src/basic/env-file.c) strips whitespace around unquoted values and
+    treats a backslash there as an escape; inside single quotes every character is literal;
+    inside double quotes a backslash escapes ``"``, ``\\``, a backquote and ``$``. No
+    variable expansion happens. So: safe words stay bare, anything else is single-quoted,
+    and a value holding a single quote is double-quoted with those four characters escaped;
+    each form reads the same in a POSIX shell (``set -a; . file``). Refuses control
+    characters (``ValueError``): a newline would end the assignment.
+    """
+    _no_control(value, "env file value")
+    if _SAFE_WORD.match(value):
+        return value
+    if "'" not in value:
+        return f"'{value}'"
+    return '"' + re.sub(r'(["\\`$])', r"\\\1", value) + '"'
+
+
+def comment_text(value: str) -> str:
+    """Free text for a ``#`` comment line: every run of control characters (a newline would end
+    the comment and start an assignment) and surrounding spaces becomes one space."""
+    return re.sub(r"\s*[\x00-\x1f\x7f]+\s*", " ", value).strip()
+
+
 def md_cell(value: object) -> str:
     """Make text safe inside a Markdown table cell: ``|`` -> ``\\|``, line breaks -> ``<br>``."""
     text = str(value).replace("\r\n", "\n").replace("\r", "\n")
@@ -202,6 +229,8 @@ def tmpfiles_path(value: str) -> str:
 
 
 FILTERS = {
+    "comment_text": comment_text,
+    "env_file_value": env_file_value,
     "md_cell": md_cell,
     "md_code": md_code,
     "md_table": md_table,

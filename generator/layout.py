@@ -14,6 +14,7 @@ __all__ = [
     "MANIFEST",
     "ROOT_DIR",
     "docs_file",
+    "env_example",
     "logrotate_path",
     "sysusers_path",
     "tmpfiles_path",
@@ -55,6 +56,12 @@ def tmpfiles_path(project: str) -> str:
 def sysusers_path(project: str) -> str:
     """Server path of the sysusers.d(5) file that creates the service user and group."""
     return str(PurePosixPath("/etc/sysusers.d") / f"{project}.conf")
+
+
+def env_example(env_file: str) -> str:
+    """Path in build/ of the env file's example, e.g. ``env/zachot.env.example``: outside
+    root/, so copying root/ onto a server never overwrites the real env file and its secrets."""
+    return f"env/{PurePosixPath(env_file).name}.example"
 
 
 def docs_file(name: str) -> str:

@@ -265,6 +265,7 @@ def _artifacts(p: Plan) -> list[Artifact]:
             {"user": ", ".join(a.name for a in p.accounts.users)},
         )
     )
+    arts.append(Artifact(layout.env_example(spec.project.env_file), "env/env.example.j2", {}, "env_example"))
     for doc in ("README.md", "failure_matrix.md", "backup_recovery.md"):
         arts.append(Artifact(layout.docs_file(doc), f"docs/{doc}.j2", {}, "doc"))
     return arts

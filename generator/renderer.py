@@ -69,6 +69,7 @@ def _shared_context(p: Plan, templates_dir: Path) -> dict[str, Any]:
         "tmpfiles_path": layout.tmpfiles_path(name),
         "sysusers_path": layout.sysusers_path(name),
         "manifest_name": layout.MANIFEST,
+        "env_example": layout.env_example(p.spec.project.env_file),
         "env_dir": str(PurePosixPath(p.spec.project.env_file).parent),
         "condition_outcome": condition_outcome,
         "condition_action": lambda code, svc: auto_action(

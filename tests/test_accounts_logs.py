@@ -150,3 +150,24 @@ def test_sysusers_without_a_membership_is_caught_by_the_tool(tmp_path: Path) -> 
     files[path] = files[path].replace("m shop-worker shoplogs\n", "")
     _, found = check_system_files(p, files, tmp_path)
     assert f"{path}: sysusers result: user 'shop-worker' is not a member of group 'shoplogs'" in map(str, found)
+
+
+def test_env_example_sets_required_values_and_leaves_secrets_and_defaults_commented() -> None:
+    files = build_files(SPEC_CASES["shared_logs"])
+    lines = [ln for ln in files["env/shop.env.example"].splitlines() if ln and not ln.startswith("# ")]
+    assert lines == [
+        "SHOP_REDIS_URL=redis://127.0.0.1:6379/0",
+        "#SHOP_SIGNING_KEY=",
+        "#SHOP_PAGE_SIZE=50",
+    ]
+    assert "install -m 0640 -o root -g shop build/env/shop.env.example /etc/shop/shop.env" in files["docs/README.md"]
+    assert "env/shop.env.example" not in files["manifest.tsv"]  # never copied over the real file
+
+
+def test_env_example_comment_cannot_start_an_assignment(tmp_path: Path) -> None:
+    spec, _ = _spec_with(
+        tmp_path, ('description: "items per page (default 50)"', 'description: "items per page\\nSHOP_ADMIN=1"')
+    )
+    text = build_files(spec)["env/shop.env.example"]
+    assert "# items per page SHOP_ADMIN=1\n" in text
+    assert not [ln for ln in text.splitlines() if ln.startswith("SHOP_ADMIN")]

@@ -25,7 +25,7 @@ def _extension(suffix: str) -> type[SingleFileSnapshotExtension]:
     )
 
 
-_EXTENSIONS = {s: _extension(s) for s in ("service", "timer", "conf", "md", "tsv", "logrotate")}
+_EXTENSIONS = {s: _extension(s) for s in ("service", "timer", "conf", "md", "tsv", "logrotate", "example")}
 
 
 def _extension_for(path: str) -> type[SingleFileSnapshotExtension]:

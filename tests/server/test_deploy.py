@@ -15,6 +15,9 @@ import pytest
 from server_support import Deployment, wait_services_up
 from testserver import REPO, SseFollower, job_status, log, submit_job, wait_for
 
+from generator.filters import env_file_value
+from generator.layout import env_example
+
 pytestmark = pytest.mark.server
 
 
@@ -42,6 +45,27 @@ def test_env_file_has_what_the_person_typed_and_the_documented_owner_and_mode(de
     s, p = deployment.server, deployment.facts.project
     assert s.read(p.env_file).decode().splitlines() == deployment.env_file_lines
     assert s.file_stat(p.env_file)[:3] == ("root", p.group, p.env_file_mode)
+
+
+def test_systemd_reads_the_env_example_and_every_quoting_form_as_written(deployment: Deployment) -> None:
+    """The runbook installed build/env/<name>.example before the person edited it; systemd's own
+    EnvironmentFile= parser (systemd-run) must read that example, and values quoted by
+    generator/filters.py's env_file_value, exactly as the spec wrote them."""
+    s, p = deployment.server, deployment.facts.project
+    values = {"ZT_PLAIN": "redis://127.0.0.1:6379/0", "ZT_SPACES": " two  words ", "ZT_EMPTY": "",
+              "ZT_SHELLY": "it's $HOME \"x\" \\ `y` #z", "ZT_HASH": "a#b", "ZT_UTF8": "ключ 100%"}
+    text = "".join(f"{k}={env_file_value(v)}\n" for k, v in values.items())
+    example = (REPO / "build" / env_example(p.env_file)).read_text()
+    for name, body in (("quoted", text), ("example", example)):
+        s.run(["tee", f"/run/zt-{name}.env"], input=body)
+        r = s.run(["systemd-run", "--quiet", "--wait", "--pipe", "-p", f"EnvironmentFile=/run/zt-{name}.env",
+                   "/usr/bin/env", "-0"])
+        got = dict(item.split("=", 1) for item in r.stdout.split("\0") if "=" in item)
+        if name == "quoted":
+            assert {k: got.get(k) for k in values} == values
+        else:
+            declared = {k: got[k] for k in p.env_vars if k in got}
+            assert declared == {k: v.example for k, v in p.env_vars.items() if v.required and not v.secret}
 
 
 def test_runbook_installs_every_manifest_file_with_its_owner_group_mode(deployment: Deployment) -> None:
