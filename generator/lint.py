@@ -118,6 +118,26 @@ def _rotation_rights(p: Plan) -> Iterator[Finding]:
             )
 
 
+_PERIOD_DAYS = {"daily": 1, "weekly": 7, "monthly": 31}
+
+
+def _retention(p: Plan) -> Iterator[Finding]:
+    """`rotate` counts rotations, not days (logrotate.conf(5)): with `notifempty` an empty log is
+    not rotated, so on a quiet service archives outlive rotate × frequency. `maxage` bounds their
+    age whenever the log does rotate."""
+    used = {sv.svc.logs.policy for sv in p.services if sv.policy is not None}
+    for name, pol in p.spec.log_policies.items():
+        if name in used and pol.notifempty and pol.maxage is None:
+            days = pol.rotate * _PERIOD_DAYS[pol.frequency]
+            yield Finding(
+                ("log_policies", name),
+                f"rotate {pol.rotate} keeps {pol.rotate} rotations, not {days} days: with notifempty a quiet log "
+                f"is not rotated while empty, so its archives can be much older; set maxage: {days} to remove "
+                "older ones whenever it rotates, or notifempty: false to rotate every period",
+                "warning",
+            )
+
+
 def _start_limits(p: Plan) -> Iterator[Finding]:
     for sv in p.services:
         r = sv.svc.restart
@@ -266,7 +286,7 @@ def lint(p: Plan, files: dict[str, str], source: Path | None = None) -> list[Fin
     the programs the units and healthchecks name must exist in it.
     """
     found = [*_logs(p, files), *_rotation_rights(p), *_start_limits(p), *_cycles(p), *_stop_timeouts(p)]
-    found += _exec_conditions(p)
+    found += [*_exec_conditions(p), *_retention(p)]
     if source is not None:
         found += [*_programs(p, source), *_env_vars(p, source)]
     return sorted(found, key=lambda f: f.severity != "error")

@@ -280,7 +280,11 @@ class LogPolicy(_Model):
     """Mode of the live and rotated log files."""
     frequency: Literal["daily", "weekly", "monthly"]
     rotate: Annotated[int, Field(ge=1, le=3650)]
-    """`rotate`: rotated files kept."""
+    """`rotate`: rotated files kept (a count of rotations, not of days)."""
+    maxage: Annotated[int, Field(ge=1, le=3650)] | None = None
+    """`maxage`: rotated files older than this many days are removed. logrotate.conf(5): the age
+    is only checked when the log is rotated, so with `notifempty` a log that stays empty keeps
+    its archives; null: no age limit."""
     compress: Flag
     """`compress` (gzip)."""
     delaycompress: Flag

@@ -27,7 +27,7 @@ from .planner import plan
 from .realtools import ToolFinding, find_library, need_tool, nss_env
 from .renderer import render
 
-__all__ = ["RotationRun", "rotate_in_sandbox", "rotation_findings"]
+__all__ = ["RotationRun", "kept_days", "rotate_in_sandbox", "rotation_findings"]
 
 FIRST_DAY = dt.date(2026, 1, 1)
 """The first simulated day; any fixed date keeps runs reproducible."""
@@ -102,6 +102,7 @@ def rotate_in_sandbox(
     su_user, su_group = p.rotate_as
     env = {**os.environ, **nss_env([sv.policy.owner, su_user], [sv.policy.group, su_group], workdir)}
     env["LD_PRELOAD"] = f"{env['LD_PRELOAD']} {faketime}"
+    env["NO_FAKE_STAT"] = "1"  # libfaketime would shift file times too; maxage must see the stamps below
     fds = {}
     for log in run.logs:
         fds[log.name] = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, int(sv.policy.mode, 8))
@@ -115,6 +116,7 @@ def rotate_in_sandbox(
     ]
     if debug.returncode != 0 and not run.errors:
         run.errors.append(f"logrotate -d: exit code {debug.returncode}")
+    stamps: dict[str, float] = {}
     try:
         for i in range(runs + 1):
             for log in run.logs:
@@ -134,6 +136,7 @@ def rotate_in_sandbox(
             )
             if proc.returncode != 0 or "error:" in proc.stdout + proc.stderr:
                 run.errors.append(f"{day}: exit {proc.returncode}: {(proc.stdout + proc.stderr).strip()}")
+            _stamp_new_archives(logs_dir, run.logs, stamps, day)
     finally:
         for fd in fds.values():
             os.close(fd)
@@ -145,9 +148,31 @@ def rotate_in_sandbox(
     return run
 
 
+def _stamp_new_archives(logs_dir: Path, logs: list[Path], stamps: dict[str, float], day: dt.date) -> None:
+    """Give each archive a run created the simulated day as its mtime (a .gz its source's), so
+    ``maxage``, which logrotate checks against file mtimes, sees the simulated ages: the kernel
+    stamps files with the real time, which libfaketime does not change."""
+    noon = dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC).timestamp()
+    for f in sorted(logs_dir.iterdir()):
+        if f.name in stamps or not any(_is_rotated(f.name, log.name) for log in logs):
+            continue
+        stamps[f.name] = stamps.get(f.name.removesuffix(".gz"), noon)
+        os.utime(f, (stamps[f.name], stamps[f.name]))
+
+
+def kept_days(run: RotationRun) -> list[dt.date]:
+    """The simulated days whose archive should remain: the last ``rotate`` ones, and of those,
+    with ``maxage``, only the ones at most that many days older than the last run
+    (logrotate.conf(5); logrotate removes an archive whose age in whole days exceeds it)."""
+    kept = run.days[-run.policy.rotate :]
+    if run.policy.maxage is not None and run.days:
+        kept = [d for d in kept if (run.days[-1] - d).days <= run.policy.maxage]
+    return kept
+
+
 def _expected_names(run: RotationRun, log: str) -> list[str]:
     pol = run.policy
-    kept = run.days[-pol.rotate :]
+    kept = kept_days(run)
     names = []
     for n, day in enumerate(kept):
         name = f"{log}{day.strftime(pol.dateformat)}" if pol.dateext else None
@@ -175,10 +200,9 @@ def rotation_findings(run: RotationRun, artifact: str) -> list[ToolFinding]:
         want = _expected_names(run, log)
         if want and rotated != sorted(want):
             out.append(ToolFinding(artifact, "rotation", f"{log}: rotated files {rotated}, expected {sorted(want)}"))
-        if len(rotated) != min(len(run.days), pol.rotate):
-            out.append(
-                ToolFinding(artifact, "rotation", f"{log}: {len(rotated)} rotated files kept, rotate is {pol.rotate}")
-            )
+        if len(rotated) != len(kept_days(run)):
+            limits = f"rotate is {pol.rotate}" + (f", maxage {pol.maxage}" if pol.maxage else "")
+            out.append(ToolFinding(artifact, "rotation", f"{log}: {len(rotated)} rotated files kept, {limits}"))
         for name in [log, *rotated]:
             if run.files.get(name) != int(pol.mode, 8):
                 out.append(
@@ -193,7 +217,7 @@ def rotation_findings(run: RotationRun, artifact: str) -> list[ToolFinding]:
                     f"{log}: the live file does not hold exactly the lines written after the last rotation",
                 )
             )
-        kept = [ln for b in batches[-(min(len(run.days), pol.rotate) + 1) :] for ln in b]
+        kept = [ln for b in batches[-(len(kept_days(run)) + 1) :] for ln in b]
         if run.lines[log] != kept:
             out.append(
                 ToolFinding(

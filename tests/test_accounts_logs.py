@@ -122,7 +122,7 @@ SPEC_ERRORS = [
     (
         "su-cannot-truncate",
         # the folder now belongs to shop-api: su shop-api shoplogs cannot truncate a 0640 worker file
-        [("  logs_dir_owner: root\n", "  logs_dir_owner: shop-api\n"), ('    mode: "0660"\n    frequency: daily\n    rotate: 14\n    compress: true\n    delaycompress: true\n    dateext: true\n    copytruncate: true\n\nfailure', '    mode: "0640"\n    frequency: daily\n    rotate: 14\n    compress: true\n    delaycompress: true\n    dateext: true\n    copytruncate: true\n\nfailure')],  # noqa: E501
+        [("  logs_dir_owner: root\n", "  logs_dir_owner: shop-api\n"), ('    mode: "0660"\n    frequency: daily\n    rotate: 14\n    maxage: 7\n    compress: true\n    delaycompress: true\n    dateext: true\n    copytruncate: true\n\nfailure', '    mode: "0640"\n    frequency: daily\n    rotate: 14\n    maxage: 7\n    compress: true\n    delaycompress: true\n    dateext: true\n    copytruncate: true\n\nfailure')],  # noqa: E501
         '    mode: "0640"',
         "logrotate rotates as `su shop-api shoplogs` (the logs folder's owner and group), but cannot read and "
         "truncate /var/log/shop/worker.log",
@@ -171,3 +171,21 @@ def test_env_example_comment_cannot_start_an_assignment(tmp_path: Path) -> None:
     text = build_files(spec)["env/shop.env.example"]
     assert "# items per page SHOP_ADMIN=1\n" in text
     assert not [ln for ln in text.splitlines() if ln.startswith("SHOP_ADMIN")]
+
+
+def test_rotate_count_without_maxage_on_a_notifempty_policy_is_a_located_warning(tmp_path: Path) -> None:
+    spec = SPEC_CASES["single_api_en"]
+    result = run_cli("render", "--spec", spec, "--build", tmp_path / "b")
+    assert result.returncode == 0, result.stderr
+    text = (spec / "spec.yaml").read_text()
+    assert (
+        f"tests/fixtures/specs/single_api_en/spec.yaml:{line_of(text, '  plain:')}:3: log_policies.plain: warning: rotate 7 keeps 7 "
+        "rotations, not 7 days: with notifempty a quiet log is not rotated while empty"
+    ) in result.stderr
+    # with maxage the policy says how old an archive may get: no warning
+    fixed = tmp_path / "fixed"
+    fixed.mkdir()
+    (fixed / "spec.yaml").write_text(text.replace("    rotate: 7\n", "    rotate: 7\n    maxage: 7\n"))
+    result = run_cli("render", "--spec", fixed, "--build", tmp_path / "c")
+    assert result.returncode == 0 and "warning: rotate" not in result.stderr, result.stderr
+    assert "    maxage 7\n" in (tmp_path / "c/root/etc/logrotate.d/shop-web").read_text()

@@ -48,3 +48,14 @@ def test_no_line_lost_or_repeated(run: tuple[RotationRun, Path]) -> None:
 
 def test_rotated_files_keep_owner_mode(run: tuple[RotationRun, Path]) -> None:
     assert {oct(p.stat().st_mode & 0o777) for p in _logs_dir(run[1]).iterdir()} == {"0o640"}
+
+
+def test_maxage_removes_archives_older_than_its_days(tmp_path: Path) -> None:
+    """shared_logs' worker policy: rotate 14, maxage 7. After daily runs on 2026-01-01 .. 01-16 the
+    archives of 01-09 .. 01-16 remain (at most 7 whole days older than the last run); rotate alone
+    would keep 14 (logrotate.conf(5) maxage)."""
+    run = rotate_in_sandbox(load_spec(REPO / "tests/fixtures/specs/shared_logs"), "worker", tmp_path, RUNS)
+    assert run.errors == []
+    names = sorted(n for n in run.files if n.startswith("worker.err-"))
+    assert names == [f"worker.err-202601{d:02d}.gz" for d in range(9, 16)] + ["worker.err-20260116"]
+    assert run.lines["worker.err"] == [f"worker.err batch {i} line {j}" for i in range(8, RUNS + 1) for j in range(3)]
