@@ -16,6 +16,7 @@ from .accounts import SYSTEM_GROUPS, service_identity
 from .hardening import PRESET_NAMES
 from .models import Hardening, Spec
 from .reserved import is_reserved
+from .target import target_problems
 
 __all__ = ["GRANTABLE_CAPABILITIES", "PRIVILEGED_ACCOUNTS", "check_references"]
 
@@ -299,6 +300,7 @@ def check_references(spec: Spec) -> list[Found]:
         *_services(spec),
         *_identities(spec),
         *_accounts(spec),
+        *target_problems(spec),
         *_secrets(spec),
         *_hardening(spec),
         *_healthchecks(spec),

@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .models import Hardening
+from .target import directive_known
 
-__all__ = ["PRESET", "Directive", "hardening_for"]
+__all__ = ["PRESET", "Directive", "hardening_for", "left_out"]
 
 
 @dataclass(frozen=True)
@@ -62,17 +63,26 @@ PRESET_NAMES = frozenset(d.name for d in PRESET)
 """Directive names an exception may relax."""
 
 
-def hardening_for(spec: Hardening, writable_paths: list[str]) -> list[Directive]:
+def left_out(systemd: int) -> list[str]:
+    """Names of the preset directives systemd ``systemd`` does not know, in preset order."""
+    return list(dict.fromkeys(d.name for d in PRESET if not directive_known(d.name, systemd)))
+
+
+def hardening_for(spec: Hardening, writable_paths: list[str], systemd: int = 999) -> list[Directive]:
     """The sandboxing lines of one unit: the preset with the spec's exceptions applied.
 
     Inputs: the unit's :class:`Hardening` spec (exceptions by directive name), and the
     paths it must write (``ReadWritePaths=``, needed under ``ProtectSystem=strict``).
-    Output: directives in preset order; an excepted directive is replaced by the
-    exception's value, or left out when that value is empty. Raises nothing: exception
+    ``systemd``: the target's version; preset directives it does not know are left out
+    (:func:`generator.target.directive_known`). Output: directives in preset order; an excepted
+    directive is replaced by the exception's value, or left out when that value is empty. Raises
+    nothing: exception
     names are checked against :data:`PRESET_NAMES` when the spec is loaded.
     """
     out: list[Directive] = []
     for d in PRESET:
+        if not directive_known(d.name, systemd):
+            continue
         exc = spec.exceptions.get(d.name)
         if exc is None:
             out.append(d)

@@ -88,6 +88,17 @@ class EnvVar(_Model):
     """Secret values are shown as `<secret>` in the docs."""
 
 
+class Target(_Model):
+    """The servers' systemd: a distribution release (its packaged systemd) or an explicit version."""
+
+    distro: Literal[
+        "debian-10", "debian-11", "debian-12", "debian-13", "ubuntu-20.04", "ubuntu-22.04", "ubuntu-24.04"
+    ] = "debian-12"
+    """The distribution release the tree is installed on."""
+    systemd: Annotated[int, Field(ge=200, le=999)] | None = None
+    """The systemd version when it is not the distribution's own (a backport); null: the distro's."""
+
+
 class Project(_Model):
     """Facts about the deployment as a whole."""
 
@@ -126,6 +137,9 @@ class Project(_Model):
     source: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
     """This spec's own checkout of that code, relative to the spec folder (e.g. `..`): when set,
     lint checks that every healthcheck script and runner module the units name exists there."""
+    target: Target = Target()
+    """Where the tree runs: the preset keeps only directives that systemd knows, and a setting it
+    lacks (ExecCondition= needs 243) is an error. Default: Debian 12 (systemd 252)."""
     logs_dir: AbsPath | None = None
     """Folder of the services' log files (tmpfiles.d creates it); needed when a service logs to files."""
     logs_dir_mode: DirMode = "0750"

@@ -18,6 +18,7 @@ from .hardening import Directive, hardening_for
 from .models import ExternalUnit, Healthcheck, LogPolicy, Restart, Scenario, Service, Spec, Stop
 from .runners import exec_start
 from .semantics import AutoAction, auto_action, crash_loop_seconds, max_failed_start_seconds
+from .target import systemd_version
 
 __all__ = ["Artifact", "HealthcheckView", "Plan", "ScenarioView", "ServiceView", "plan"]
 
@@ -150,7 +151,7 @@ def _healthcheck_view(spec: Spec, name: str) -> HealthcheckView:
         healthcheck_run(spec, name),
         f"{spec.project.repo}/{hc.script}",
         timer,
-        hardening_for(hc.hardening, hc.hardening.writable_paths),
+        hardening_for(hc.hardening, hc.hardening.writable_paths, systemd_version(spec)),
     )
 
 
@@ -174,7 +175,9 @@ def _service_view(spec: Spec, name: str, svc: Service) -> ServiceView:
         policy=spec.log_policies[to.policy] if files and to.policy else None,
         logrotate_path=layout.logrotate_path(svc.unit) if files else None,
         gives_up_after=crash_loop_seconds(svc.restart),
-        hardening=hardening_for(svc.hardening, [*([logs] if files and logs else []), *svc.hardening.writable_paths]),
+        hardening=hardening_for(
+            svc.hardening, [*([logs] if files and logs else []), *svc.hardening.writable_paths], systemd_version(spec)
+        ),
     )
 
 

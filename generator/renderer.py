@@ -18,11 +18,12 @@ from . import layout, treeid
 from .accounts import logs_owner
 from .environment import TEMPLATES_DIR, make_environment
 from .errors import TemplateError
-from .hardening import PRESET
+from .hardening import PRESET, left_out
 from .i18n import load_catalog
 from .models import Hardening
 from .planner import Plan
 from .semantics import auto_action, condition_outcome
+from .target import SINCE, systemd_version, target_label
 
 __all__ = ["manifest_text", "render"]
 
@@ -76,6 +77,8 @@ def _shared_context(p: Plan, templates_dir: Path) -> dict[str, Any]:
             "condition_error" if condition_outcome(code) == "fail" else "condition_skip", svc.restart, svc.stop
         ),
         "preset": PRESET,
+        "target_label": target_label(p.spec),
+        "left_out": [f"{name}= ({SINCE[name]})" for name in left_out(systemd_version(p.spec))],
         "exceptions_text": _exceptions_text,
     }
 
