@@ -65,8 +65,12 @@ SINCE = {
     "ReadWritePaths": 231,
     "StartLimitIntervalSec": 230,
     "AmbientCapabilities": 229,
+    "sysusers -:group": 245,
 }
-"""First systemd release knowing each setting the tree writes (settings older than 229 are not listed)."""
+"""First systemd release knowing each setting the tree writes (settings older than 229 are not listed).
+Checked against NEWS; not announced there: ``@system-service`` (PR #8766, merged for 239) and the
+``StartLimitIntervalSec=`` spelling (230, per systemd issue #4826), both below :data:`MIN_SYSTEMD`.
+``sysusers -:group`` is a sysusers.d ``u`` line whose primary group is named differently (245)."""
 
 
 def systemd_version(spec: Spec) -> int:
@@ -86,6 +90,21 @@ def target_label(spec: Spec) -> str:
     return f"{t.distro} (systemd {systemd_version(spec)})" if t.systemd is None else f"systemd {t.systemd}"
 
 
+def _named_groups(spec: Spec, where: str) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """sysusers.d ``u NAME -:GROUP`` with a group named unlike the user needs systemd 245."""
+    p = spec.project
+    given: list[tuple[tuple[str | int, ...], str, str]] = [(("project", "group"), p.user, p.group)]
+    given += [(("services", n, "group"), s.user or p.user, s.group or p.group) for n, s in spec.services.items()
+              if s.user or s.group]  # fmt: skip
+    for path, user, group in given:
+        if user != group:
+            yield path, (
+                f"a primary group named unlike its user ('{user}' in '{group}') needs systemd-sysusers 245; "
+                f"the target is {where}: use the group '{user}' and list '{group}' in supplementary_groups"
+            )
+            return
+
+
 def target_problems(spec: Spec) -> Iterator[tuple[tuple[str | int, ...], str]]:
     """Each spec setting the target's systemd cannot honour, as ``(spec path, message)``."""
     version = systemd_version(spec)
@@ -95,6 +114,8 @@ def target_problems(spec: Spec) -> Iterator[tuple[tuple[str | int, ...], str]]:
             f"the tree needs systemd {MIN_SYSTEMD} or later (Type=exec, StandardOutput=append:); {where} is older"
         )
         return
+    if version < SINCE["sysusers -:group"]:
+        yield from _named_groups(spec, where)
     for name, svc in spec.services.items():
         if svc.exec_condition is not None and version < SINCE["ExecCondition"]:
             yield ("services", name, "exec_condition"), (

@@ -58,8 +58,15 @@ def test_an_older_systemd_gets_the_preset_without_what_it_does_not_know(tmp_path
             "project.target.systemd: the tree needs systemd 240 or later (Type=exec, StandardOutput=append:); "
             "systemd 239 is older",
         ),
+        (
+            "worker_split_group",
+            "  logs_dir_mode: \"0770\"\n",
+            "  logs_dir_mode: \"0770\"\n  target: {distro: debian-10}\n",
+            "  group: pipeline",
+            "project.group: a primary group named unlike its user ('ingest' in 'pipeline') needs systemd-sysusers 245",
+        ),
     ],
-    ids=["exec-condition-on-debian-10", "below-the-floor"],
+    ids=["exec-condition-on-debian-10", "below-the-floor", "sysusers-group-on-debian-10"],
 )
 def test_a_setting_the_target_lacks_is_a_located_error(
     tmp_path: Path, case: str, old: str, new: str, needle: str, message: str
