@@ -25,6 +25,7 @@ from .layout import MANIFEST
 from .loader import load
 from .output import FILE_MODE
 from .realtools import ToolMissing
+from .scaffold import init_spec
 from .schema import spec_file_schema
 from .validate import validate as validate_tree
 
@@ -155,6 +156,27 @@ def validate(spec_dir: Path, templates_dir: Path) -> None:
         click.echo(f"zachot-gen: {len(report.findings)} problem(s) found by the real tools", err=True)
         sys.exit(EXIT_DRIFT)
     click.echo("zachot-gen: validate passed")
+
+
+@main.command()
+@_spec_opt
+@click.option("--name", required=True, help="Project name: names the units, the user, the folders.")
+@click.option("--title", default=None, help="Human name in the docs (default: the name).")
+@click.option("--language", type=click.Choice(["en", "ru"]), default="en", show_default=True, help="Docs language.")
+@click.option("--app", default=None, help="ASGI app as module:attribute (default: <name>.main:app).")
+@click.option("--repo-url", default=None, help="Where the code lives (the runbook clones it).")
+def init(spec_dir: Path, name: str, title: str | None, language: str, app: str | None, repo_url: str | None) -> None:
+    """Write a first spec for a new project into an empty or new spec/ folder.
+
+    One ASGI app under uvicorn logging to the journal, the JSON Schema beside it; it renders
+    and validates as written, and its comments name the fields to fill next. Exit 0 written,
+    2 when the folder holds files or a value is refused (nothing written).
+    """
+    try:
+        written = init_spec(spec_dir, name, title=title, language=language, app=app, repo_url=repo_url)
+    except GeneratorError as exc:
+        _fail(exc)
+    click.echo(f"zachot-gen: wrote {', '.join(map(str, written))}; next: zachot-gen render --spec {spec_dir}")
 
 
 @main.command()

@@ -141,6 +141,8 @@ def _healthchecks(spec: Spec) -> Iterator[Found]:
 
 def _matrix(spec: Spec) -> Iterator[Found]:
     fm = spec.failure_matrix
+    if fm is None:
+        return
     units = set(spec.services) | set(spec.external_units)
     for name, comp in fm.components.items():
         if comp.unit is not None and comp.unit not in units:
@@ -154,6 +156,8 @@ def _matrix(spec: Spec) -> Iterator[Found]:
 
 def _scenario(spec: Spec, i: int) -> Iterator[Found]:
     fm = spec.failure_matrix
+    if fm is None:
+        return
     sc = fm.scenarios[i]
     base = ("failure_matrix", "scenarios", i)
     comp = fm.components.get(sc.component)
@@ -280,7 +284,7 @@ def _accounts(spec: Spec) -> Iterator[Found]:
 
 
 def _backup(spec: Spec) -> Iterator[Found]:
-    for name, target in spec.backup.targets.items():
+    for name, target in (spec.backup.targets if spec.backup else {}).items():
         if target.covers == "paths" and not target.paths:
             yield ("backup", "targets", name, "paths"), "covers: paths needs at least one path"
         if target.covers != "paths" and target.paths:

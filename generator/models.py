@@ -365,5 +365,8 @@ class Spec(_Model):
     external_units: dict[Name, ExternalUnit] = {}
     log_policies: dict[Name, LogPolicy] = {}
     healthchecks: dict[Name, Healthcheck] = {}
-    failure_matrix: FailureMatrix
-    backup: Backup
+    failure_matrix: FailureMatrix | None = None
+    """What people know about each failure; absent: the docs carry the rows systemd's behaviour
+    gives for each unit, marked as not yet described."""
+    backup: Backup | None = None
+    """The backup plan; absent: the docs list what the tree says must be kept, marked as not yet described."""

@@ -15,7 +15,19 @@ from . import layout
 from .accounts import Identity, SysUsers, rotation_identity, service_identity, sysusers
 from .facts import enable_units, healthcheck_argv, healthcheck_run
 from .hardening import Directive, hardening_for
-from .models import ExternalUnit, Healthcheck, LogPolicy, Restart, Scenario, Service, Spec, Stop
+from .models import (
+    DesignDecision,
+    Event,
+    ExternalUnit,
+    Healthcheck,
+    LogPolicy,
+    Principle,
+    Restart,
+    Scenario,
+    Service,
+    Spec,
+    Stop,
+)
 from .runners import exec_start
 from .semantics import AutoAction, auto_action, crash_loop_seconds, max_failed_start_seconds
 from .target import systemd_version
@@ -95,11 +107,33 @@ class HealthcheckView:
 
 @dataclass(frozen=True)
 class ScenarioView:
-    """A failure-matrix row with its derived auto-action (None: the spec's text is used)."""
+    """A failure-matrix row with its derived auto-action (None: the spec's text is used).
 
-    sc: Scenario
+    ``sc`` is None for a row derived without a spec'd matrix: only ``event`` and the
+    auto-action are known, every other column is "not yet described"."""
+
+    sc: Scenario | None
     action: AutoAction | None
     healthcheck: HealthcheckView | None
+    event: str | None = None
+
+
+@dataclass(frozen=True)
+class ComponentView:
+    """A row group of the failure matrix: its title and the unit behind it (spec name, or None)."""
+
+    title: str
+    unit: str | None
+
+
+@dataclass(frozen=True)
+class MatrixView:
+    """The failure matrix the docs show: the spec's, or one derived from the units alone."""
+
+    described: bool
+    components: dict[str, ComponentView]
+    principles: list[Principle]
+    design_decisions: list[DesignDecision]
 
 
 @dataclass(frozen=True)
@@ -126,10 +160,13 @@ class Plan:
     healthchecks: list[HealthcheckView]
     units: dict[str, UnitFacts]
     scenarios: dict[str, list[ScenarioView]]
+    matrix: MatrixView
     artifacts: list[Artifact] = field(default_factory=list)
     enable_units: list[str] = field(default_factory=list)
     """Units to `systemctl enable --now` after install: the services and the healthcheck timers."""
     backup_paths: dict[str, list[str]] = field(default_factory=dict)
+    backup_derived: dict[str, list[str]] = field(default_factory=dict)
+    """What the tree itself says must be kept, by ``covers`` kind: the env file, the units, the logs."""
     accounts: SysUsers = SysUsers((), (), ())
     """The users, groups and memberships sysusers.d declares."""
     rotate_as: tuple[str, str] = ("root", "root")
@@ -195,10 +232,34 @@ def _units(spec: Spec) -> dict[str, UnitFacts]:
     return out
 
 
+DERIVED_EVENTS: tuple[Event, ...] = ("crash", "killed", "oom", "clean_exit", "hang", "crash_loop")
+"""Events every generated service's derived rows cover; condition_skip/condition_error with an
+exec_condition, dependency_stopped with requires. External units: crash, killed, crash_loop."""
+
+
+def _derived(spec: Spec, units: dict[str, UnitFacts]) -> tuple[MatrixView, dict[str, list[ScenarioView]]]:
+    comps = {n: ComponentView(u.title, n) for n, u in units.items()}
+    out: dict[str, list[ScenarioView]] = {}
+    for name, facts in units.items():
+        svc = spec.services.get(name)
+        events: list[Event] = list(DERIVED_EVENTS) if svc else ["crash", "killed", "crash_loop"]
+        if svc and svc.exec_condition:
+            events += ["condition_skip", "condition_error"]
+        if svc and svc.requires:
+            events.append("dependency_stopped")
+        out[name] = [ScenarioView(None, auto_action(e, facts.restart, facts.stop), None, e) for e in events]
+    return MatrixView(False, comps, [], []), out
+
+
 def _scenarios(
     spec: Spec, units: dict[str, UnitFacts], hcs: dict[str, HealthcheckView]
-) -> dict[str, list[ScenarioView]]:
+) -> tuple[MatrixView, dict[str, list[ScenarioView]]]:
     fm = spec.failure_matrix
+    if fm is None:
+        return _derived(spec, units)
+    view = MatrixView(
+        True, {n: ComponentView(c.title, c.unit) for n, c in fm.components.items()}, fm.principles, fm.design_decisions
+    )
     out: dict[str, list[ScenarioView]] = {c: [] for c in fm.components}
     for sc in fm.scenarios:
         unit_name = fm.components[sc.component].unit
@@ -207,8 +268,8 @@ def _scenarios(
             facts = units[unit_name]
             action = auto_action(sc.event, facts.restart, facts.stop)
         hc = hcs[sc.healthcheck.check] if sc.healthcheck else None
-        out[sc.component].append(ScenarioView(sc, action, hc))
-    return out
+        out[sc.component].append(ScenarioView(sc, action, hc, sc.event))
+    return view, out
 
 
 def _artifacts(p: Plan) -> list[Artifact]:
@@ -274,15 +335,21 @@ def _artifacts(p: Plan) -> list[Artifact]:
     return arts
 
 
-def _backup_paths(p: Plan) -> dict[str, list[str]]:
-    """Server paths each backup target covers, derived from the spec and the artifacts."""
-    derived = {
+def _derived_backup(p: Plan) -> dict[str, list[str]]:
+    """Server paths of each derivable ``covers`` kind."""
+    return {
         "env_file": [p.spec.project.env_file],
         "units": [a.server_path for a in p.artifacts if a.server_path],
         "logs": [path for s in p.services for path in s.log_files],
     }
+
+
+def _backup_paths(p: Plan) -> dict[str, list[str]]:
+    """Server paths each backup target covers, derived from the spec and the artifacts."""
+    derived = p.backup_derived
     return {
-        name: list(t.paths) if t.covers == "paths" else derived[t.covers] for name, t in p.spec.backup.targets.items()
+        name: list(t.paths) if t.covers == "paths" else derived[t.covers]
+        for name, t in (p.spec.backup.targets if p.spec.backup else {}).items()
     }
 
 
@@ -296,10 +363,12 @@ def plan(spec: Spec) -> Plan:
     services = [_service_view(spec, n, s) for n, s in spec.services.items()]
     hcs = {n: _healthcheck_view(spec, n) for n in spec.healthchecks}
     units = _units(spec)
-    p = Plan(spec, services, list(hcs.values()), units, _scenarios(spec, units, hcs))
+    matrix, scenarios = _scenarios(spec, units, hcs)
+    p = Plan(spec, services, list(hcs.values()), units, scenarios, matrix)
     p.accounts = sysusers(spec)
     p.rotate_as = rotation_identity(spec)
     p.artifacts = _artifacts(p)
+    p.backup_derived = _derived_backup(p)
     p.backup_paths = _backup_paths(p)
     p.enable_units = enable_units(spec)
     return p

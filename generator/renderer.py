@@ -64,6 +64,8 @@ def _shared_context(p: Plan, templates_dir: Path) -> dict[str, Any]:
         "artifacts": p.artifacts,
         "enable_units": p.enable_units,
         "backup_paths": p.backup_paths,
+        "backup_derived": p.backup_derived,
+        "matrix": p.matrix,
         "accounts": p.accounts,
         "rotate_as": p.rotate_as,
         "logs_owner": logs_owner(p.spec),

@@ -269,10 +269,10 @@ def test_non_utf8_file_is_located_by_line_and_column(tmp_path: Path) -> None:
 
 
 def test_missing_section_says_no_file_defines_it(tmp_path: Path) -> None:
-    start = BASE.index("log_policies:")
-    end = BASE.index("failure_matrix:")
+    start = BASE.index("services:")
+    end = BASE.index("log_policies:")
     problems = _problems(tmp_path, BASE[:start] + BASE[end:])
-    assert any("log_policies: missing required section 'log_policies': no spec file defines it" in p
+    assert any("services: missing required section 'services': no spec file defines it" in p
                for p in problems), problems
 
 
