@@ -15,8 +15,23 @@ SPEC_CASES: dict[str, Path] = {
     "gunicorn_command": REPO / "tests" / "fixtures" / "specs" / "gunicorn_command",
     "shared_logs": REPO / "tests" / "fixtures" / "specs" / "shared_logs",
     "journal_api": REPO / "tests" / "fixtures" / "specs" / "journal_api",
+    "zachot_split": REPO / "tests" / "fixtures" / "specs" / "zachot_split",
 }
 """Spec folders rendered by the snapshot tests: the real one and fixtures of other shapes."""
+
+
+def edited_spec(tmp_path: Path, case: str, *edits: tuple[str, str]) -> tuple[Path, str]:
+    """A one-file copy of fixture ``case``'s spec.yaml under ``tmp_path/spec`` with each
+    ``(old, new)`` replaced once; returns (the folder, the new text). Fails when an ``old`` is
+    missing, so a stale case cannot pass by editing nothing."""
+    text = (SPEC_CASES[case] / "spec.yaml").read_text()
+    for old, new in edits:
+        assert old in text, f"{old!r} not in {case}: update the case"
+        text = text.replace(old, new, 1)
+    spec = tmp_path / "spec"
+    spec.mkdir()
+    (spec / "spec.yaml").write_text(text)
+    return spec, text
 
 
 def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

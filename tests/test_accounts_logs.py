@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import SPEC_CASES, line_of, run_cli
+from helpers import SPEC_CASES, edited_spec, line_of, run_cli
 
 from generator import build_files
 from generator.loader import load_spec
@@ -20,18 +20,10 @@ from generator.planner import plan
 from generator.renderer import render
 from generator.syscheck import check_system_files
 
-BASE = (SPEC_CASES["shared_logs"] / "spec.yaml").read_text()
 
 
 def _spec_with(tmp_path: Path, *edits: tuple[str, str]) -> tuple[Path, str]:
-    text = BASE
-    for old, new in edits:
-        assert old in text, f"{old!r} not in the fixture: update the case"
-        text = text.replace(old, new, 1)
-    spec = tmp_path / "spec"
-    spec.mkdir()
-    (spec / "spec.yaml").write_text(text)
-    return spec, text
+    return edited_spec(tmp_path, "shared_logs", *edits)
 
 
 def _lines(text: str) -> list[str]:

@@ -11,20 +11,14 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import REPO, SPEC_CASES, line_of, run_cli
+from helpers import REPO, SPEC_CASES, edited_spec, line_of, run_cli
 
 from generator import build_files
 
-BASE = (SPEC_CASES["gunicorn_command"] / "spec.yaml").read_text()
 
 
 def _spec_with(tmp_path: Path, old: str, new: str) -> tuple[Path, str]:
-    assert old in BASE, f"{old!r} not in the fixture: update the case"
-    text = BASE.replace(old, new, 1)
-    spec = tmp_path / "spec"
-    spec.mkdir()
-    (spec / "spec.yaml").write_text(text)
-    return spec, text
+    return edited_spec(tmp_path, "gunicorn_command", (old, new))
 
 
 def _exec_start(files: dict[str, str], unit: str) -> str:

@@ -10,19 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import SPEC_CASES, line_of, run_cli
+from helpers import SPEC_CASES, edited_spec, line_of, run_cli
 
 from generator import build_files
 
 
 def _spec(tmp_path: Path, case: str, old: str, new: str) -> tuple[Path, str]:
-    text = (SPEC_CASES[case] / "spec.yaml").read_text()
-    assert old in text, f"{old!r} not in {case}: update the case"
-    text = text.replace(old, new, 1)
-    spec = tmp_path / "spec"
-    spec.mkdir()
-    (spec / "spec.yaml").write_text(text)
-    return spec, text
+    return edited_spec(tmp_path, case, (old, new))
 
 
 def _directives(unit: str) -> set[str]:

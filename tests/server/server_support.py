@@ -7,6 +7,7 @@ import functools
 import os
 import re
 import shlex
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -235,13 +236,13 @@ def run_runbook(server: Server, runbook: ts.Runbook, cwd: str) -> tuple[str, lis
 
 
 @contextlib.contextmanager
-def deploy(facts: Facts, timings: dict[str, float]) -> Iterator[Deployment]:
-    """Build/reuse the caches, boot a fresh server and install zachot by the runbook; yields the
-    :class:`Deployment`; powers the server off and removes its root afterwards."""
-    t_start = time.monotonic()
+def booted_server(runbook: Runbook, repo: str, api_port: int, timings: dict[str, float],
+                  tree: Path | None = None, machine: str | None = None) -> Iterator[tuple[Server, list[str]]]:
+    """A fresh server on the cached base and venv layers of ``runbook``, the checkout copied to
+    ``repo`` (the runbook's `git clone`), ``tree`` (a rendered build/, if given) copied to
+    /root/tree/build, and the stand-in editor that types the runbook's required env lines; booted.
+    Yields (server, env lines); powers it off and removes its root afterwards."""
     ts.reap_stale()
-    runbook = ts.parse_runbook((REPO / "build/docs/README.md").read_text())
-    manifest = ts.read_manifest(REPO / "build/manifest.tsv")
     base, bkey = ts.ensure_base(timings, runbook.apt_packages)
     venv_layer = ts.ensure_venv(base, bkey, runbook, timings)
     scratch = Path(tempfile.mkdtemp(prefix="zachot-server-", dir=ts.WORK_DIR))
@@ -249,14 +250,37 @@ def deploy(facts: Facts, timings: dict[str, float]) -> Iterator[Deployment]:
     server: Server | None = None
     try:
         root = ts.mount_overlay([venv_layer, base], scratch)
-        project = facts.project
-        # The runbook's "code in /opt/zachot/repo (git clone ...)": the checkout under test, copied.
-        ts.copy_checkout(root / project.repo.lstrip("/"))
+        ts.copy_checkout(root / repo.lstrip("/"))
+        if tree is not None:
+            shutil.copytree(tree, root / TREE_INSIDE.lstrip("/") / "build")
         env_lines = _env_lines(runbook)
         _install_editor(root, env_lines)
-        api = facts.service("api").svc.runner
-        server = Server(root, scratch, api_port=api.port)
+        server = Server(root, scratch, api_port=api_port, **({"machine": machine} if machine else {}))
         timings["boot"] = server.boot()
+        yield server, env_lines
+    finally:
+        t0 = time.monotonic()
+        if server is not None:
+            server.destroy()
+        else:
+            ts.unmount_and_remove(scratch)
+        timings["teardown"] = time.monotonic() - t0
+
+
+TREE_INSIDE = "/root/tree"
+"""Where :func:`booted_server` puts a rendered tree's build/; a runbook run there finds build/..."""
+
+
+@contextlib.contextmanager
+def deploy(facts: Facts, timings: dict[str, float]) -> Iterator[Deployment]:
+    """Build/reuse the caches, boot a fresh server and install zachot by the runbook; yields the
+    :class:`Deployment`; powers the server off and removes its root afterwards."""
+    t_start = time.monotonic()
+    runbook = ts.parse_runbook((REPO / "build/docs/README.md").read_text())
+    manifest = ts.read_manifest(REPO / "build/manifest.tsv")
+    project = facts.project
+    api = facts.service("api").svc.runner
+    with booted_server(runbook, project.repo, api.port, timings) as (server, env_lines):
         t0 = time.monotonic()
         install_output, workarounds = run_runbook(server, runbook, project.repo)
         wait_services_up(server, facts)
@@ -265,10 +289,3 @@ def deploy(facts: Facts, timings: dict[str, float]) -> Iterator[Deployment]:
         log(f"installed by the runbook in {timings['install (runbook block)']:.1f} s"
             + (f"; work-arounds: {workarounds}" if workarounds else ""))
         yield Deployment(server, facts, runbook, manifest, install_output, timings, env_lines, workarounds)
-    finally:
-        t0 = time.monotonic()
-        if server is not None:
-            server.destroy()
-        else:
-            ts.unmount_and_remove(scratch)
-        timings["teardown"] = time.monotonic() - t0
