@@ -21,7 +21,6 @@ from generator.renderer import render
 from generator.syscheck import check_system_files
 
 
-
 def _spec_with(tmp_path: Path, *edits: tuple[str, str]) -> tuple[Path, str]:
     return edited_spec(tmp_path, "shared_logs", *edits)
 

@@ -16,7 +16,6 @@ from helpers import REPO, SPEC_CASES, edited_spec, line_of, run_cli
 from generator import build_files
 
 
-
 def _spec_with(tmp_path: Path, old: str, new: str) -> tuple[Path, str]:
     return edited_spec(tmp_path, "gunicorn_command", (old, new))
 
