@@ -16,6 +16,7 @@ SPEC_CASES: dict[str, Path] = {
     "shared_logs": REPO / "tests" / "fixtures" / "specs" / "shared_logs",
     "journal_api": REPO / "tests" / "fixtures" / "specs" / "journal_api",
     "zachot_split": REPO / "tests" / "fixtures" / "specs" / "zachot_split",
+    "bullseye_command": REPO / "tests" / "fixtures" / "specs" / "bullseye_command",
 }
 """Spec folders rendered by the snapshot tests: the real one and fixtures of other shapes."""
 

@@ -237,20 +237,28 @@ def run_runbook(server: Server, runbook: ts.Runbook, cwd: str) -> tuple[str, lis
 
 @contextlib.contextmanager
 def booted_server(runbook: Runbook, repo: str, api_port: int, timings: dict[str, float],
-                  tree: Path | None = None, machine: str | None = None) -> Iterator[tuple[Server, list[str]]]:
+                  tree: Path | None = None, machine: str | None = None,
+                  release: tuple[str, list[str]] | None = None) -> Iterator[tuple[Server, list[str]]]:
     """A fresh server on the cached base and venv layers of ``runbook``, the checkout copied to
     ``repo`` (the runbook's `git clone`), ``tree`` (a rendered build/, if given) copied to
     /root/tree/build, and the stand-in editor that types the runbook's required env lines; booted.
-    Yields (server, env lines); powers it off and removes its root afterwards."""
+    ``release`` = (suite, packages): a bare root of that Debian release instead (no venv, an
+    empty ``repo`` folder). Yields (server, env lines); powers it off and removes its root afterwards."""
     ts.reap_stale()
-    base, bkey = ts.ensure_base(timings, runbook.apt_packages)
-    venv_layer = ts.ensure_venv(base, bkey, runbook, timings)
+    if release is None:
+        base, bkey = ts.ensure_base(timings, runbook.apt_packages)
+        layers = [ts.ensure_venv(base, bkey, runbook, timings), base]
+    else:
+        layers = [ts.ensure_base(timings, suite=release[0], packages=release[1])[0]]
     scratch = Path(tempfile.mkdtemp(prefix="zachot-server-", dir=ts.WORK_DIR))
     (scratch / ts.OWNER_FILE).write_text(str(os.getpid()))
     server: Server | None = None
     try:
-        root = ts.mount_overlay([venv_layer, base], scratch)
-        ts.copy_checkout(root / repo.lstrip("/"))
+        root = ts.mount_overlay(layers, scratch)
+        if release is None:
+            ts.copy_checkout(root / repo.lstrip("/"))
+        else:
+            (root / repo.lstrip("/")).mkdir(parents=True)
         if tree is not None:
             shutil.copytree(tree, root / TREE_INSIDE.lstrip("/") / "build")
         env_lines = _env_lines(runbook)

@@ -207,17 +207,19 @@ def base_packages(extra: list[str]) -> list[str]:
     return sorted(set(PACKAGES) | set(extra))
 
 
-def base_key(packages: list[str]) -> str:
-    return _digest(BASE_RECIPE, SUITE, "minbase", *packages)
+def base_key(packages: list[str], suite: str = SUITE) -> str:
+    return _digest(BASE_RECIPE, suite, "minbase", *packages)
 
 
-def ensure_base(timings: dict[str, float], extra_packages: list[str] = ()) -> tuple[Path, str]:  # type: ignore[assignment]
+def ensure_base(timings: dict[str, float], extra_packages: list[str] = (),  # type: ignore[assignment]
+                suite: str = SUITE, packages: list[str] | None = None) -> tuple[Path, str]:
     """The cached Debian root (built with debootstrap if missing); returns (root dir, key).
 
-    ``extra_packages`` (the runbook's own `apt-get install` list) are installed too.
+    ``extra_packages`` (the runbook's own `apt-get install` list) are installed too; ``suite``
+    and ``packages`` (instead of :data:`PACKAGES`) make another release's root (bullseye).
     """
-    packages = base_packages(list(extra_packages))
-    key = base_key(packages)
+    packages = sorted(packages) if packages is not None else base_packages(list(extra_packages))
+    key = base_key(packages, suite)
     entry = CACHE_DIR / f"base-{key}"
     with _cache_lock():
         if not (entry / ".complete").exists():
@@ -225,8 +227,8 @@ def ensure_base(timings: dict[str, float], extra_packages: list[str] = ()) -> tu
             tmp = CACHE_DIR / f".base-{key}.tmp-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
-            log(f"debootstrap {SUITE} into {tmp} (cold cache; ~1-2 min)")
-            _run_host(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", SUITE,
+            log(f"debootstrap {suite} into {tmp} (cold cache; ~1-2 min)")
+            _run_host(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", suite,
                        str(tmp / "root"), MIRROR], timeout=1200, log_file=tmp / "debootstrap.log")
             root = tmp / "root"
             (root / "etc/hostname").write_text(HOSTNAME + "\n")
@@ -236,7 +238,7 @@ def ensure_base(timings: dict[str, float], extra_packages: list[str] = ()) -> tu
                                                       if ln and "localhost" not in ln and HOSTNAME not in ln))
             for deb in (root / "var/cache/apt/archives").glob("*.deb"):
                 deb.unlink()
-            (tmp / ".complete").write_text(json.dumps({"packages": packages, "suite": SUITE, "mirror": MIRROR}))
+            (tmp / ".complete").write_text(json.dumps({"packages": packages, "suite": suite, "mirror": MIRROR}))
             shutil.rmtree(entry, ignore_errors=True)
             tmp.rename(entry)
             timings["debootstrap"] = time.monotonic() - t0
