@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 
 from . import layout
-from .accounts import SYSTEM_GROUPS, service_identity
+from .accountrules import PRIVILEGED_ACCOUNTS, account_problems
 from .hardening import PRESET_NAMES
 from .models import Hardening, Spec
 from .reserved import is_reserved
@@ -50,6 +50,7 @@ def _services(spec: Spec) -> Iterator[Found]:
                     (*base, "exec_condition"),
                     f"healthcheck '{svc.exec_condition}' has role '{hc.role}', not 'exec_condition'",
                 )
+    yield from _rotated_names(spec, seen_logs)
     for hc_name, hc in spec.healthchecks.items():
         if hc.every_sec:
             seen_units[layout.healthcheck_unit(spec.project.name, hc_name)] = f"the timer of healthchecks.{hc_name}"
@@ -58,6 +59,19 @@ def _services(spec: Spec) -> Iterator[Found]:
             if item.unit in seen_units:
                 yield (section, name, "unit"), f"unit name '{item.unit}' is already used by {seen_units[item.unit]}"
             seen_units[item.unit] = f"{section}.{name}"
+
+
+def _rotated_names(spec: Spec, seen: dict[str, str]) -> Iterator[Found]:
+    """A log named like another's archive (``api.log-20260101``, ``api.log.1``, ``api.log.gz``)
+    would be taken for one: logrotate compresses and deletes it as that file's old log."""
+    for file, where in seen.items():
+        for other in seen:
+            if other != file and file.startswith((f"{other}-", f"{other}.")):
+                path = tuple(int(x) if x.isdigit() else x for x in where.split("."))
+                yield path, (
+                    f"'{file}' has the form of an archive of '{other}' ({other}-<date>, {other}.<n>): logrotate "
+                    f"would compress and delete it as one of {other}'s old logs; choose another name"
+                )
 
 
 def _logs(spec: Spec, name: str, seen: dict[str, str]) -> Iterator[Found]:
@@ -96,8 +110,18 @@ _URL_CREDENTIALS = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]*:[^/@\s]+@", re.I)
 
 
 def _secrets(spec: Spec) -> Iterator[Found]:
-    """Secrets belong in the env file (0640 root:group), never in a unit any user may read."""
+    """Secrets belong in the env file (0640 root:group), never in a unit any user may read, nor as an
+    example the docs print and build/env/ installs."""
     hint = f"secrets go in the env file {spec.project.env_file} (EnvironmentFile=), not in the spec"
+    for key, var in spec.project.env_vars.items():
+        where = ("project", "env_vars", key)
+        if not var.secret and _SECRET_NAME.search(key):
+            yield (*where, "secret"), f"'{key}' looks like a secret: say secret: true (its example is never shown)"
+        elif not var.secret and _URL_CREDENTIALS.match(var.example):
+            yield (*where, "example"), (
+                "the example URL carries credentials, and the docs and build/env/ show it: write a placeholder, or "
+                "say secret: true"
+            )
     for name, svc in spec.services.items():
         for key, value in svc.environment.items():
             if _SECRET_NAME.search(key):
@@ -202,12 +226,7 @@ def _scenario(spec: Spec, i: int) -> Iterator[Found]:
             )
 
 
-PRIVILEGED_ACCOUNTS = frozenset(
-    "adm admin disk docker kmem kvm libvirt lxd shadow ssl-cert sudo systemd-journal tty video wheel".split()
-)
-"""Groups that grant root or read every secret on a host (``docker`` through /run/docker.sock,
-``disk`` through block devices, ``shadow``, ``sudo``/``wheel``/``admin``): never the service
-group, whether or not the checking machine has them."""
+
 
 
 GRANTABLE_CAPABILITIES = frozenset(
@@ -237,52 +256,6 @@ def _identities(spec: Spec) -> Iterator[Found]:
             yield ("services", name, "unit"), f"'{svc.unit}.service' is a unit name the base system or a package uses"
 
 
-def _account_problem(name: str) -> str | None:
-    if is_reserved(name) or name in PRIVILEGED_ACCOUNTS or name.startswith("_"):
-        return (
-            f"'{name}' is an account of the base system or a package; the services need accounts of their own "
-            "(sysusers.d creates them)"
-        )
-    return None
-
-
-def _accounts(spec: Spec) -> Iterator[Found]:
-    """The users and groups the tree runs as, owns files as and declares in sysusers.d."""
-    p = spec.project
-    named: list[tuple[tuple[str | int, ...], str]] = [(("project", "user"), p.user), (("project", "group"), p.group)]
-    primary: dict[str, tuple[str, str]] = {}
-    for name, svc in spec.services.items():
-        base = ("services", name)
-        named += [((*base, f), v) for f in ("user", "group") if (v := getattr(svc, f)) is not None]
-        named += [((*base, "supplementary_groups", i), g) for i, g in enumerate(svc.supplementary_groups)]
-        ident = service_identity(spec, name)
-        first = primary.setdefault(ident.user, (name, ident.group))
-        if first[1] != ident.group:
-            yield (*base, "group"), (
-                f"user '{ident.user}' already has the primary group '{first[1]}' (services.{first[0]}); "
-                f"one user has one primary group: list '{ident.group}' in supplementary_groups instead"
-            )
-        if ident.group in ident.supplementary:
-            i = ident.supplementary.index(ident.group)
-            yield (*base, "supplementary_groups", i), f"'{ident.group}' is already the service's primary group"
-    if p.logs_dir_group is not None and p.logs_dir_group not in SYSTEM_GROUPS:
-        named.append((("project", "logs_dir_group"), p.logs_dir_group))
-    named += [(("log_policies", n, "group"), pol.group) for n, pol in spec.log_policies.items()
-              if pol.group not in SYSTEM_GROUPS]  # fmt: skip
-    for path, name in named:
-        if (problem := _account_problem(name)) is not None:
-            yield path, problem
-    users = sorted(primary)
-    owners: list[tuple[tuple[str | int, ...], str | None]] = [(("project", "logs_dir_owner"), p.logs_dir_owner)]
-    owners += [(("log_policies", n, "owner"), pol.owner) for n, pol in spec.log_policies.items()]
-    for path, owner in owners:
-        if owner is not None and owner != "root" and owner not in primary:
-            yield path, (
-                f"'{owner}' is neither root nor a user a service runs as ({', '.join(users)}), "
-                "so nothing creates it; name one of those or give the service `user:`"
-            )
-
-
 def _backup(spec: Spec) -> Iterator[Found]:
     for name, target in (spec.backup.targets if spec.backup else {}).items():
         if target.covers == "paths" and not target.paths:
@@ -303,7 +276,7 @@ def check_references(spec: Spec) -> list[Found]:
     return [
         *_services(spec),
         *_identities(spec),
-        *_accounts(spec),
+        *account_problems(spec),
         *target_problems(spec),
         *_secrets(spec),
         *_hardening(spec),

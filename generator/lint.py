@@ -127,6 +127,16 @@ def _retention(p: Plan) -> Iterator[Finding]:
     age whenever the log does rotate."""
     used = {sv.svc.logs.policy for sv in p.services if sv.policy is not None}
     for name, pol in p.spec.log_policies.items():
+        period = _PERIOD_DAYS[pol.frequency]
+        if name not in used:
+            yield Finding(("log_policies", name), "no service writes files with this policy", "warning")
+        elif pol.maxage is not None and pol.maxage < pol.rotate * period:
+            yield Finding(
+                ("log_policies", name, "maxage"),
+                f"maxage {pol.maxage} removes archives before rotate {pol.rotate} is reached: about "
+                f"{pol.maxage // period + 1} remain ({pol.frequency}); lower rotate to say so",
+                "warning",
+            )
         if name in used and pol.notifempty and pol.maxage is None:
             days = pol.rotate * _PERIOD_DAYS[pol.frequency]
             yield Finding(

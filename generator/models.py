@@ -7,9 +7,10 @@ reports each dangling name at the exact place it was written.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, Strict
 
 from .docmodels import (
     Backup,
@@ -77,11 +78,24 @@ __all__ = [
     "Watchdog",
 ]
 
+def _private(value: str) -> str:
+    if int(value, 8) & 0o007:
+        raise ValueError(f"{value} lets every local user read the secrets (or set LD_PRELOAD for every service); "
+                         'give others nothing, e.g. "0640"')
+    return value
+
+
+def _one_line(value: str) -> str:
+    if re.search(r"[\x00-\x1f\x7f\x85\u2028\u2029]", value):
+        raise ValueError("must be one line without control characters (newline, tab)")
+    return value
+
+
 class EnvVar(_Model):
     """A variable of the env file; the docs list it, the file itself is never generated."""
 
     description: Text
-    example: Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$")]
+    example: Annotated[str, AfterValidator(_one_line)]
     """A value shown in the docs (never a real secret)."""
     required: Flag = False
     secret: Flag = False
@@ -95,7 +109,7 @@ class Target(_Model):
         "debian-10", "debian-11", "debian-12", "debian-13", "ubuntu-20.04", "ubuntu-22.04", "ubuntu-24.04"
     ] = "debian-12"
     """The distribution release the tree is installed on."""
-    systemd: Annotated[int, Field(ge=200, le=999)] | None = None
+    systemd: Annotated[int, Strict(), Field(ge=200, le=999)] | None = None
     """The systemd version when it is not the distribution's own (a backport); null: the distro's."""
 
 
@@ -124,7 +138,7 @@ class Project(_Model):
     """Prefix of the app's own variables (e.g. `ZACHOT_`): with `source` set, every string of that
     form in the app's code counts as a variable it reads, and lint requires it in `env_vars`
     (besides direct `os.environ`/`os.getenv` reads, which are always checked)."""
-    env_file_mode: Mode = "0640"
+    env_file_mode: Annotated[Mode, AfterValidator(_private)] = "0640"
     """Mode of the env file (owner root, group `group`): the manager reads it as root;
     the group lets a manual healthcheck run read it."""
     repo: AbsPath

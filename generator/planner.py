@@ -169,6 +169,9 @@ class Plan:
     """What the tree itself says must be kept, by ``covers`` kind: the env file, the units, the logs."""
     accounts: SysUsers = SysUsers((), (), ())
     """The users, groups and memberships sysusers.d declares."""
+    state_dirs: list[tuple[str, str, str]] = field(default_factory=list)
+    """``(path, user, group)`` of every ``hardening.writable_paths`` folder: tmpfiles.d creates it 0750
+    for the user that writes it, so ``ReadWritePaths=`` never names a missing path."""
     rotate_as: tuple[str, str] = ("root", "root")
     """logrotate's ``su`` user and group (:func:`generator.accounts.rotation_identity`)."""
 
@@ -319,7 +322,8 @@ def _artifacts(p: Plan) -> list[Artifact]:
                     params,
                 )
             )
-    arts.append(Artifact(f"{root}{layout.tmpfiles_path(name)}", "tmpfiles/tmpfiles.conf.j2", {}, "tmpfiles"))
+    purpose = "tmpfiles" if any(sv.log_files for sv in p.services) else "tmpfiles_env"
+    arts.append(Artifact(f"{root}{layout.tmpfiles_path(name)}", "tmpfiles/tmpfiles.conf.j2", {}, purpose))
     arts.append(
         Artifact(
             f"{root}{layout.sysusers_path(name)}",
@@ -335,12 +339,24 @@ def _artifacts(p: Plan) -> list[Artifact]:
     return arts
 
 
+def _state_dirs(spec: Spec) -> list[tuple[str, str, str]]:
+    out: dict[str, tuple[str, str]] = {}
+    for name, svc in spec.services.items():
+        ident = service_identity(spec, name)
+        out |= {path: (ident.user, ident.group) for path in svc.hardening.writable_paths if path not in out}
+    for hc in spec.healthchecks.values():
+        ident = service_identity(spec, hc.service)
+        out |= {path: (ident.user, ident.group) for path in hc.hardening.writable_paths if path not in out}
+    return [(path, user, group) for path, (user, group) in out.items()]
+
+
 def _derived_backup(p: Plan) -> dict[str, list[str]]:
     """Server paths of each derivable ``covers`` kind."""
     return {
         "env_file": [p.spec.project.env_file],
         "units": [a.server_path for a in p.artifacts if a.server_path],
         "logs": [path for s in p.services for path in s.log_files],
+        "state": [path for path, _, _ in p.state_dirs],
     }
 
 
@@ -366,6 +382,7 @@ def plan(spec: Spec) -> Plan:
     matrix, scenarios = _scenarios(spec, units, hcs)
     p = Plan(spec, services, list(hcs.values()), units, scenarios, matrix)
     p.accounts = sysusers(spec)
+    p.state_dirs = _state_dirs(spec)
     p.rotate_as = rotation_identity(spec)
     p.artifacts = _artifacts(p)
     p.backup_derived = _derived_backup(p)

@@ -67,6 +67,7 @@ def _shared_context(p: Plan, templates_dir: Path) -> dict[str, Any]:
         "backup_derived": p.backup_derived,
         "matrix": p.matrix,
         "accounts": p.accounts,
+        "state_dirs": p.state_dirs,
         "rotate_as": p.rotate_as,
         "logs_owner": logs_owner(p.spec),
         "tmpfiles_path": layout.tmpfiles_path(name),

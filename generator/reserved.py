@@ -46,4 +46,5 @@ def is_reserved(name: str) -> bool:
     """Whether ``name`` (a project, unit, account or folder name) is the system's: listed in
     :data:`RESERVED_FILE` as it is or as its :func:`stem`, or starting with ``systemd``."""
     names = reserved_names()
-    return name in names or stem(name) in names or name.startswith("systemd")
+    lower = name.lower()  # accounts may hold capitals (Debian-exim); the list is lowercase
+    return lower in names or stem(lower) in names or lower.startswith("systemd")

@@ -51,8 +51,14 @@ def init_spec(
     that holds files or a bad name, :class:`SpecError` when the written spec would not load
     (located in the would-be file); nothing is written then.
     """
-    if spec_dir.exists() and (not spec_dir.is_dir() or any(spec_dir.iterdir())):
-        raise OutputError(f"{spec_dir}/ already holds files; init writes only into an empty or new folder")
+    if spec_dir.is_symlink() or (spec_dir.exists() and not spec_dir.is_dir()):
+        raise OutputError(f"{spec_dir} is a file or a link, not a folder; init writes only into an empty or new folder")
+    if spec_dir.exists() and any(spec_dir.iterdir()):
+        where = str(spec_dir).rstrip("/") + "/"
+        raise OutputError(f"{where} already holds files; init writes only into an empty or new folder")
+    for option, value in (("--title", title), ("--app", app), ("--repo-url", repo_url)):
+        if value is not None and re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", value):
+            raise OutputError(f"{option}: one line without control characters, please")
     if not re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", name):
         raise OutputError(f"project name {name!r}: use lowercase letters, digits, '-' and '_', starting with a letter")
     if language not in ("en", "ru"):
@@ -67,21 +73,29 @@ def init_spec(
         description=json.dumps(f"{title} API (uvicorn)", ensure_ascii=False),
     )
     parent = spec_dir.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".zachot-init-", dir=parent))
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".zachot-init-", dir=parent))
+    except OSError as exc:
+        raise OutputError(f"cannot create {spec_dir}: {exc.strerror} ({exc.filename})") from None
     try:
         (stage / SPEC_FILE).write_text(text)
         (stage / ".schema.json").write_text(json.dumps(spec_file_schema(), indent=2, ensure_ascii=False) + "\n")
         try:
             build(stage, templates_dir)  # loads, lints and renders in memory
         except SpecError as exc:  # name the file the user will look for, not the staging copy
-            raise SpecError([_moved(pr, stage, spec_dir) for pr in exc.problems]) from None
+            head = Problem(Location(str(spec_dir / SPEC_FILE), 1, 1), "", "the spec init would write is refused "
+                           "(nothing written); change the --name/--title/--app/--repo-url values:")
+            raise SpecError([head, *(_moved(pr, stage, spec_dir) for pr in exc.problems)]) from None
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(stage, 0o777 & ~umask)  # mkdtemp made it 0700; a spec folder is an ordinary folder
         if spec_dir.exists():
             spec_dir.rmdir()  # empty, checked above
         os.replace(stage, spec_dir)
+    except OSError as exc:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise OutputError(f"cannot create {spec_dir}: {exc.strerror}") from None
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise

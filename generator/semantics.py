@@ -56,7 +56,8 @@ _CAUSE: dict[str, str] = {
 class AutoAction:
     """A derived auto-action: a catalog ``key`` and the numbers its sentence needs.
 
-    ``key`` is one of: ``restart``, ``restart_then_limit``, ``no_restart``, ``stop_only``,
+    ``key`` is one of: ``restart``, ``restart_then_limit``, ``no_restart``, ``inactive_no_restart``
+    (a clean exit Restart= does not cover: the unit is inactive, not failed), ``stop_only``,
     ``stop_start``, ``nothing``, ``skip``, ``fail_then_restart``, ``fail_no_restart``,
     ``stopped_with_dependency``. ``params`` hold seconds as floats and counts as ints.
     """
@@ -137,7 +138,8 @@ def auto_action(event: Event, restart: Restart, stop: Stop | None = None) -> Aut
     if event == "dependency_stopped":
         return AutoAction("stopped_with_dependency", params)
     if not restarts_on(restart.policy, event):
-        return AutoAction("fail_no_restart" if event == "condition_error" else "no_restart", params)
+        key = {"condition_error": "fail_no_restart", "clean_exit": "inactive_no_restart"}.get(event, "no_restart")
+        return AutoAction(key, params)
     if event == "condition_error":
         return AutoAction("fail_then_restart", params)
     if event == "crash_loop":

@@ -111,6 +111,15 @@ def _mode_not_number(value: object) -> object:
 def _octal_mode(value: str) -> str:
     if not re.fullmatch(r"0[0-7]{3}", value):
         raise ValueError('must be a 4-digit octal mode written as a string, e.g. "0640"')
+    return _not_world_writable(value)
+
+
+def _not_world_writable(value: str) -> str:
+    if int(value, 8) & 0o002:
+        raise ValueError(
+            f"{value} lets every local user write there (replace a log with a symlink systemd opens as root, "
+            "or delete it); drop the 'other' write bit"
+        )
     return value
 
 
@@ -121,7 +130,7 @@ FileName = Annotated[str, AfterValidator(_file_name)]
 def _dir_mode(value: str) -> str:
     if not re.fullmatch(r"[0-3][0-7]{3}", value):
         raise ValueError('must be a 4-digit octal folder mode written as a string, e.g. "0750" or "2770" (setgid)')
-    return value
+    return _not_world_writable(value)
 
 
 Mode = Annotated[str, BeforeValidator(_mode_not_number), AfterValidator(_octal_mode)]

@@ -17,7 +17,8 @@
    Every path created or changed must be one the plan expects, with the spec's owner, group
    and mode: the logs folder (:func:`generator.accounts.logs_owner`, ``project.logs_dir_mode``),
    each service's stdout/stderr file (its ``log_policies`` owner:group mode), the env file's
-   folder (root:``project.group`` 0750). Missing parents are created root:root 0755
+   folder (root:``project.group`` 0750), each ``hardening.writable_paths`` folder (its unit's
+   user and group, 0750). Missing parents are created root:root 0755
    (tmpfiles.d(5), ``d``), which is accepted for ancestors of those paths only. Any folder
    the run left owned by, or writable for, a non-root user or group must pass
    :func:`generator.pathpolicy.project_dir_problem` (``d /etc 0750 zachot zachot`` fails).
@@ -66,6 +67,9 @@ NO_LOGIN = ("/usr/sbin/nologin", "/bin/false")
 
 ENV_DIR_RULE = "fixed for the env file's folder"
 """The env file's folder is root:``project.group`` 0750 whatever the spec: the group reads, nobody else."""
+
+STATE_DIR_RULE = "fixed for hardening.writable_paths"
+"""A state folder is 0750 for the user of the unit that writes it: its group reads, nobody else."""
 
 Checked = tuple[list[str], list[ToolFinding]]
 
@@ -191,6 +195,8 @@ def _expected(p: Plan) -> dict[str, Expect]:
                     (f"{pol}.owner", f"{pol}.group", f"{pol}.mode"),
                 )
             )
+    for path, user, group in p.state_dirs:
+        out.append(Expect(path, "d", user, group, "0750", ("the service's user", "its group", STATE_DIR_RULE)))
     env_dir = str(PurePosixPath(pr.env_file).parent)
     out.append(Expect(env_dir, "d", "root", pr.group, "0750", (ENV_DIR_RULE, "project.group", ENV_DIR_RULE)))
     return {e.path: e for e in out}

@@ -94,8 +94,8 @@ def _named_groups(spec: Spec, where: str) -> Iterator[tuple[tuple[str | int, ...
     """sysusers.d ``u NAME -:GROUP`` with a group named unlike the user needs systemd 245."""
     p = spec.project
     given: list[tuple[tuple[str | int, ...], str, str]] = [(("project", "group"), p.user, p.group)]
-    given += [(("services", n, "group"), s.user or p.user, s.group or p.group) for n, s in spec.services.items()
-              if s.user or s.group]  # fmt: skip
+    given += [(("services", n, "group" if s.group else "user"), s.user or p.user, s.group or p.group)
+              for n, s in spec.services.items() if s.user or s.group]  # fmt: skip
     for path, user, group in given:
         if user != group:
             yield path, (

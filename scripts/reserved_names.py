@@ -33,6 +33,11 @@ networkmanager nfs nftables nginx node node_exporter nodejs nomad npm ntp ntpsec
 pgbouncer prometheus rabbitmq rabbitmq-server rsync rsyslog ruby samba snapd sshd ssl-cert sudoers supervisor
 supervisord syslog-ng tailscale tailscaled telegraf tomcat tomcat9 ufw unattended-upgrades valkey vault wheel
 wireguard wg-quick zabbix zabbix-agent zerotier
+input kvm render sgx netdev tss crontab lpadmin mlocate plocate uuidd i2c gpio debian-exim postdrop postfix
+bind unbound squid varnish slapd openldap mdadm lvm2 keepalived memcache systemd-journal systemd-network
+messagebus polkitd ssh _ssh bluetooth scanner pulse pulse-access geoclue colord saned rtkit dnsmasq clamav
+amavis opendkim spamd debian-spamd redis postgres postgresql dovecot dovenull vmail ftp proftpd vsftpd nagios
+icinga munin ceph glusterfs qemu libvirt-dnsmasq
 """.split()
 OWN = {"app", "zachot-test-server"}  # made by this project's own tests on the machine, not by Debian
 def main() -> None:

@@ -111,9 +111,66 @@ SPEC_ERRORS = [
         "target: files needs 'policy'",
     ),
     (
+        "supplementary-group-of-nothing",
+        [("    supplementary_groups: [shoplogs]\n", "    supplementary_groups: [shoplogs, input]\n")],
+        "supplementary_groups: [shoplogs, input]",
+        "services.api.supplementary_groups[1]: 'input' is an account of the base system",
+    ),
+    (
+        "supplementary-group-owning-nothing",
+        [("    supplementary_groups: [shoplogs]\n", "    supplementary_groups: [shoplogs, shopcache]\n")],
+        "supplementary_groups: [shoplogs, shopcache]",
+        "services.api.supplementary_groups[1]: 'shopcache' owns nothing this spec creates",
+    ),
+    (
+        "world-writable-logs-folder",
+        [('  logs_dir_mode: "2770"\n', '  logs_dir_mode: "1777"\n')],
+        '  logs_dir_mode: "1777"',
+        "project.logs_dir_mode: 1777 lets every local user write there",
+    ),
+    (
+        "env-file-readable-by-all",
+        [("  env_file: /etc/shop/shop.env\n", '  env_file: /etc/shop/shop.env\n  env_file_mode: "0644"\n')],
+        '  env_file_mode: "0644"',
+        "project.env_file_mode: 0644 lets every local user read the secrets",
+    ),
+    (
+        "log-named-like-an-archive",
+        [("logs: {policy: worker, stdout: worker.log, stderr: worker.err}",
+          "logs: {policy: worker, stdout: api.log-20000101, stderr: worker.err}")],
+        "stdout: api.log-20000101",
+        "services.worker.logs.stdout: 'api.log-20000101' has the form of an archive of 'api.log'",
+    ),
+    (
+        "default-logs-owner-runs-nothing",
+        [("  logs_dir_owner: root\n  logs_dir_group: shoplogs\n", "")],
+        "  user: shop",
+        "project.user: 'shop' (the logs folder's owner unless logs_dir_owner says otherwise) is neither root",
+    ),
+    (
+        "another-services-policy",
+        [("logs: {policy: api, stdout: api.log}", "logs: {policy: worker, stdout: api.log}")],
+        "logs: {policy: worker, stdout: api.log}",
+        "services.api.logs.policy: log policy 'worker' makes the files owned by 'shop-worker', but the service "
+        "runs as 'shop-api'",
+    ),
+    (
+        "secret-looking-variable",
+        [("    SHOP_PAGE_SIZE:", "    SHOP_DB_PASSWORD: {description: db, example: hunter2, required: true}\n"
+          "    SHOP_PAGE_SIZE:")],
+        "SHOP_DB_PASSWORD",
+        "project.env_vars.SHOP_DB_PASSWORD.secret: 'SHOP_DB_PASSWORD' looks like a secret: say secret: true",
+    ),
+    (
+        "credentials-in-an-example",
+        [('example: "redis://127.0.0.1:6379/0"', 'example: "redis://shop:hunter2@127.0.0.1:6379/0"')],
+        "redis://shop:hunter2@",
+        "project.env_vars.SHOP_REDIS_URL.example: the example URL carries credentials",
+    ),
+    (
         "su-cannot-truncate",
         # the folder now belongs to shop-api: su shop-api shoplogs cannot truncate a 0640 worker file
-        [("  logs_dir_owner: root\n", "  logs_dir_owner: shop-api\n"), ('    mode: "0660"\n    frequency: daily\n    rotate: 14\n    maxage: 7\n    compress: true\n    delaycompress: true\n    dateext: true\n    copytruncate: true\n\nfailure', '    mode: "0640"\n    frequency: daily\n    rotate: 14\n    maxage: 7\n    compress: true\n    delaycompress: true\n    dateext: true\n    copytruncate: true\n\nfailure')],  # noqa: E501
+        [("  logs_dir_owner: root\n", "  logs_dir_owner: shop-api\n"), ('    mode: "0660"\n    frequency: daily\n    rotate: 7\n    maxage: 7\n    compress: true\n    delaycompress: true\n    dateext: true\n    copytruncate: true\n\nfailure', '    mode: "0640"\n    frequency: daily\n    rotate: 7\n    maxage: 7\n    compress: true\n    delaycompress: true\n    dateext: true\n    copytruncate: true\n\nfailure')],  # noqa: E501
         '    mode: "0640"',
         "logrotate rotates as `su shop-api shoplogs` (the logs folder's owner and group), but cannot read and "
         "truncate /var/log/shop/worker.log",
@@ -180,3 +237,12 @@ def test_rotate_count_without_maxage_on_a_notifempty_policy_is_a_located_warning
     result = run_cli("render", "--spec", fixed, "--build", tmp_path / "c")
     assert result.returncode == 0 and "warning: rotate" not in result.stderr, result.stderr
     assert "    maxage 7\n" in (tmp_path / "c/root/etc/logrotate.d/shop-web").read_text()
+
+
+def test_a_writable_path_is_created_for_the_user_that_writes_it(tmp_path: Path) -> None:
+    spec, _ = _spec_with(tmp_path, ("    logs: {policy: worker, stdout: worker.log, stderr: worker.err}\n",
+                                    "    logs: {policy: worker, stdout: worker.log, stderr: worker.err}\n"
+                                    "    hardening: {writable_paths: [/var/lib/shop]}\n"))
+    files = build_files(spec)
+    assert "d /var/lib/shop 0750 shop-worker shop -\n" in files["root/etc/tmpfiles.d/shop.conf"]
+    assert "ReadWritePaths=/var/lib/shop" in files["root/etc/systemd/system/shop-worker.service"]

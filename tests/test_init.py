@@ -61,3 +61,14 @@ def test_init_refuses_a_folder_with_files_and_a_refused_name_writes_nothing(tmp_
     assert result.returncode == 2
     assert f"{other}/spec.yaml:6:9: project.name: 'pam' is a name the base system or a package uses" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spec"]  # no staging folder left behind
+
+
+def test_init_refuses_what_is_not_a_folder_with_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("hi\n")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for spec, message in ((tmp_path / "afile" / "sub", "cannot create"), (tmp_path / "dangling", "not a folder"),
+                          (tmp_path / "afile", "not a folder")):
+        result = run_cli("init", "--name", "shop", "--spec", spec)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    result = run_cli("init", "--name", "postfix", "--spec", tmp_path / "p")
+    assert result.returncode == 2 and "'postfix' is a name the base system or a package uses" in result.stderr

@@ -6,7 +6,7 @@ import gzip
 from pathlib import Path
 
 import pytest
-from helpers import REPO
+from helpers import REPO, edited_spec
 
 from generator import load_spec
 from generator.rotation import RotationRun, rotate_in_sandbox
@@ -51,10 +51,16 @@ def test_rotated_files_keep_owner_mode(run: tuple[RotationRun, Path]) -> None:
 
 
 def test_maxage_removes_archives_older_than_its_days(tmp_path: Path) -> None:
-    """shared_logs' worker policy: rotate 14, maxage 7. After daily runs on 2026-01-01 .. 01-16 the
-    archives of 01-09 .. 01-16 remain (at most 7 whole days older than the last run); rotate alone
-    would keep 14 (logrotate.conf(5) maxage)."""
-    run = rotate_in_sandbox(load_spec(REPO / "tests/fixtures/specs/shared_logs"), "worker", tmp_path, RUNS)
+    """shared_logs' worker policy made rotate 14, maxage 7. After daily runs on 2026-01-01 .. 01-16
+    the archives of 01-09 .. 01-16 remain (at most 7 whole days older than the last run); rotate
+    alone would keep 14 (logrotate.conf(5) maxage)."""
+    spec, _ = edited_spec(tmp_path, "shared_logs", ("    owner: shop-worker\n", "    owner: shop-worker\n    rotate: 14\n"))
+    text = (spec / "spec.yaml").read_text()
+    i = text.index("    owner: shop-worker\n")
+    (spec / "spec.yaml").write_text(text[:i] + text[i:].replace("    rotate: 7\n", "", 1))
+    work = tmp_path / "work"
+    work.mkdir()
+    run = rotate_in_sandbox(load_spec(spec), "worker", work, RUNS)
     assert run.errors == []
     names = sorted(n for n in run.files if n.startswith("worker.err-"))
     assert names == [f"worker.err-202601{d:02d}.gz" for d in range(9, 16)] + ["worker.err-20260116"]
