@@ -15,19 +15,22 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import yaml
 
 from . import check as check_tree
 from . import render_to, treeid
 from .environment import TEMPLATES_DIR
+from .environments import read_environment, shown_config
 from .errors import GeneratorError, Problem, SpecError
 from .facts import facts_of
 from .layout import MANIFEST
-from .loader import load
+from .loader import load, validate_source
 from .output import FILE_MODE
 from .realtools import ToolMissing
 from .scaffold import init_spec
 from .schema import spec_file_schema
 from .validate import validate as validate_tree
+from .yamlsource import read_spec_dir
 
 __all__ = ["main"]
 
@@ -177,6 +180,23 @@ def init(spec_dir: Path, name: str, title: str | None, language: str, app: str |
     except GeneratorError as exc:
         _fail(exc)
     click.echo(f"zachot-gen: wrote {', '.join(map(str, written))}; next: zachot-gen render --spec {spec_dir}")
+
+
+@main.command()
+@_spec_opt
+@click.option("--env", "env", default=None, help="The environment (spec/env/<name>.yaml); default: the base spec.")
+def config(spec_dir: Path, env: str | None) -> None:
+    """Print the spec as an environment sees it: the base deep-merged with env/<name>.yaml.
+
+    YAML, keys in the order written; an example of a ``secret: true`` variable is shown as
+    ``<secret>``. The spec is validated first. Exit 0, 2 on a spec error or an unknown environment.
+    """
+    try:
+        source = read_spec_dir(spec_dir) if env is None else read_environment(spec_dir, env)
+        validate_source(source)
+    except GeneratorError as exc:
+        _fail(exc)
+    click.echo(yaml.safe_dump(shown_config(source.data), sort_keys=False, allow_unicode=True), nl=False)
 
 
 @main.command()

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .crossref import check_references
+from .environments import read_environment
 from .errors import Problem, SpecError
 from .facts import FactTemplate, facts_of, optional_fact_field, placeholders
 from .models import Spec
@@ -223,18 +224,20 @@ class Loaded:
         return Problem(self.source_map.locate(path, key=True), _dotted(path), message)
 
 
-def load(spec_dir: Path) -> Loaded:
-    """Read every YAML file of ``spec_dir``; return the validated spec with its source map.
+def load(spec_dir: Path, env: str | None = None) -> Loaded:
+    """Read every YAML file of ``spec_dir`` (merged with ``env/<env>.yaml`` when ``env`` is given,
+    :mod:`generator.environments`); return the validated spec with its source map.
 
     Raises :class:`SpecError` (all problems, each ``file:line:col: path: message``).
     """
-    source = read_spec_dir(spec_dir)
+    source = read_spec_dir(spec_dir) if env is None else read_environment(spec_dir, env)
     return Loaded(validate_source(source), source.source_map, tuple(source.files))
 
 
-def load_spec(spec_dir: Path) -> Spec:
-    """Read every YAML file of ``spec_dir`` and return the validated :class:`Spec`.
+def load_spec(spec_dir: Path, env: str | None = None) -> Spec:
+    """Read every YAML file of ``spec_dir`` (and environment ``env``'s overlay) and return the
+    validated :class:`Spec`.
 
     Raises :class:`SpecError` (all problems, each ``file:line:col: path: message``).
     """
-    return load(spec_dir).spec
+    return load(spec_dir, env).spec

@@ -25,7 +25,7 @@ from .planner import Plan
 from .semantics import auto_action, condition_outcome
 from .target import SINCE, systemd_version, target_label
 
-__all__ = ["manifest_text", "render"]
+__all__ = ["combined_manifest", "manifest_text", "render"]
 
 
 def manifest_text(p: Plan) -> str:
@@ -38,12 +38,20 @@ def manifest_text(p: Plan) -> str:
     ``owner``, ``group``, ``mode`` (octal text, the mode on the server). Rows are in
     artifact order. Raises nothing.
     """
+    return combined_manifest({"": p})
+
+
+def combined_manifest(plans: dict[str, Plan]) -> str:
+    """One stamped manifest for several trees: each plan's rows with its build paths below the
+    plan's folder (``staging/root/...``; ``""`` for a tree at the top). Same columns and header
+    line as :func:`manifest_text`, which is this for one plan at the top."""
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
     writer.writerow(["build_path", "server_path", "owner", "group", "mode"])
-    for a in p.artifacts:
-        if a.server_path:
-            writer.writerow([a.path, a.server_path, a.owner, a.group, a.mode])
+    for folder, p in plans.items():
+        for a in p.artifacts:
+            if a.server_path:
+                writer.writerow([f"{folder}/{a.path}" if folder else a.path, a.server_path, a.owner, a.group, a.mode])
     return treeid.stamp(buf.getvalue())
 
 
@@ -86,16 +94,17 @@ def _shared_context(p: Plan, templates_dir: Path) -> dict[str, Any]:
     }
 
 
-def render(p: Plan, templates_dir: Path = TEMPLATES_DIR) -> dict[str, str]:
+def render(p: Plan, templates_dir: Path = TEMPLATES_DIR, tree: str = "build") -> dict[str, str]:
     """Render every artifact of ``p`` and the manifest.
 
-    Input: a :class:`Plan`, the templates folder. Output: ``{relative path: text}``,
+    Input: a :class:`Plan`, the templates folder, and where the docs say the tree lies
+    relative to the repository (``build``, or ``build/<env>`` for an environment). Output: ``{relative path: text}``,
     deterministic (same bytes on every run and machine). Raises :class:`TemplateError`
     naming the artifact and template for a missing template, a syntax error, an
     undefined variable, or a value its filter refuses.
     """
     env = make_environment(templates_dir)
-    shared = _shared_context(p, templates_dir)
+    shared = _shared_context(p, templates_dir) | {"tree": tree}
     out: dict[str, str] = {}
     for a in p.artifacts:
         try:

@@ -10,10 +10,10 @@ system (:mod:`generator.syscheck`). Nothing under build/ or on the host's /etc i
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import build
+from . import Build, build_tree
 from .environment import TEMPLATES_DIR
 from .realtools import ToolFinding, security_check, verify_units
 from .rotation import rotate_in_sandbox, rotation_findings
@@ -32,38 +32,47 @@ class Validation:
 
 
 def validate(spec_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> Validation:
-    """Run every real-tool check on the tree ``spec_dir`` renders to.
+    """Run every real-tool check on the tree ``spec_dir`` renders to (every environment's).
 
-    Output: a :class:`Validation`; it passed when ``findings`` is empty. Raises
+    Output: a :class:`Validation`; it passed when ``findings`` is empty. With environments,
+    each checked line, exposure and finding names its environment (``staging: ...``). Raises
     :class:`generator.SpecError`/:class:`generator.TemplateError` like ``render``, and
     :class:`generator.realtools.ToolMissing` when a tool is not installed.
     """
-    result = build(spec_dir, templates_dir)
+    tree = build_tree(spec_dir, templates_dir)
     out = Validation()
     with tempfile.TemporaryDirectory(prefix="zachot-validate-") as tmp:
-        scratch = Path(tmp)
-        for name in ("verify", "security"):
-            (scratch / name).mkdir()
-        out.findings += verify_units(result.plan, result.files, scratch / "verify")
-        out.checked.append(
-            "systemd-analyze verify: "
-            + ", ".join(
-                p.removeprefix("root/etc/systemd/system/") for p in result.files if p.startswith("root/etc/systemd/")
-            )
-        )
-        out.exposure, found = security_check(result.plan, result.files, scratch / "security")
-        out.findings += found
-        for sv in result.plan.services:
-            if sv.policy is None:
-                continue  # the journal: no logrotate file
-            runs = sv.policy.rotate + 2
-            work = scratch / f"rotate-{sv.name}"
-            work.mkdir()
-            run = rotate_in_sandbox(result.plan.spec, sv.name, work, runs, templates_dir)
-            out.findings += rotation_findings(run, f"root{sv.logrotate_path}")
-            out.checked.append(f"logrotate -d, then -f on {runs} days: {sv.logrotate_path}")
-        (scratch / "system").mkdir()
-        checked, found = check_system_files(result.plan, result.files, scratch / "system")
-        out.checked += checked
-        out.findings += found
+        for env, result in tree.builds.items():
+            scratch = Path(tmp) / (env or "tree")
+            scratch.mkdir()
+            one = _validate_one(result, scratch, templates_dir)
+            label = f"{env}: " if env else ""
+            out.checked += [label + line for line in one.checked]
+            out.exposure |= {label + unit: score for unit, score in one.exposure.items()}
+            out.findings += [replace(f, artifact=f"{env}/{f.artifact}") if env else f for f in one.findings]
+    return out
+
+
+def _validate_one(result: Build, scratch: Path, templates_dir: Path) -> Validation:
+    out = Validation()
+    for name in ("verify", "security"):
+        (scratch / name).mkdir()
+    out.findings += verify_units(result.plan, result.files, scratch / "verify")
+    units = [p.removeprefix("root/etc/systemd/system/") for p in result.files if p.startswith("root/etc/systemd/")]
+    out.checked.append("systemd-analyze verify: " + ", ".join(units))
+    out.exposure, found = security_check(result.plan, result.files, scratch / "security")
+    out.findings += found
+    for sv in result.plan.services:
+        if sv.policy is None:
+            continue  # the journal: no logrotate file
+        runs = sv.policy.rotate + 2
+        work = scratch / f"rotate-{sv.name}"
+        work.mkdir()
+        run = rotate_in_sandbox(result.plan.spec, sv.name, work, runs, templates_dir)
+        out.findings += rotation_findings(run, f"root{sv.logrotate_path}")
+        out.checked.append(f"logrotate -d, then -f on {runs} days: {sv.logrotate_path}")
+    (scratch / "system").mkdir()
+    checked, found = check_system_files(result.plan, result.files, scratch / "system")
+    out.checked += checked
+    out.findings += found
     return out

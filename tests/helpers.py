@@ -17,6 +17,7 @@ SPEC_CASES: dict[str, Path] = {
     "journal_api": REPO / "tests" / "fixtures" / "specs" / "journal_api",
     "zachot_split": REPO / "tests" / "fixtures" / "specs" / "zachot_split",
     "bullseye_command": REPO / "tests" / "fixtures" / "specs" / "bullseye_command",
+    "staged": REPO / "tests" / "fixtures" / "specs" / "staged",
 }
 """Spec folders rendered by the snapshot tests: the real one and fixtures of other shapes."""
 

@@ -29,7 +29,7 @@ _EXTENSIONS = {s: _extension(s) for s in ("service", "timer", "conf", "md", "tsv
 
 
 def _extension_for(path: str) -> type[SingleFileSnapshotExtension]:
-    if path.startswith("root/etc/logrotate.d/"):
+    if "root/etc/logrotate.d/" in path:
         return _EXTENSIONS["logrotate"]
     return _EXTENSIONS[PurePosixPath(path).suffix.lstrip(".")]
 

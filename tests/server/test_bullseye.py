@@ -21,7 +21,7 @@ import testserver as ts
 from server_support import TREE_INSIDE, booted_server, run_runbook
 from testserver import REPO, Server, log, wait_for
 
-from generator import Build, render_to
+from generator import Tree, render_to
 
 pytestmark = pytest.mark.server
 
@@ -31,7 +31,7 @@ PACKAGES = ["systemd", "systemd-sysv", "dbus", "python3", "sudo", "logrotate", "
 
 
 @contextlib.contextmanager
-def _deployed() -> Iterator[tuple[Server, Build, str | None]]:
+def _deployed() -> Iterator[tuple[Server, Tree, str | None]]:
     work = Path(tempfile.mkdtemp(prefix="zachot-bullseye-tree-"))
     try:
         b = render_to(SPEC, work / "build")
@@ -50,7 +50,7 @@ def _deployed() -> Iterator[tuple[Server, Build, str | None]]:
 
 
 @pytest.fixture(scope="module")
-def bullseye() -> Iterator[tuple[Server, Build, str | None]]:
+def bullseye() -> Iterator[tuple[Server, Tree, str | None]]:
     if os.geteuid() != 0:
         pytest.fail("server tests need root", pytrace=False)
     with _deployed() as deployed:
@@ -61,13 +61,13 @@ def bullseye() -> Iterator[tuple[Server, Build, str | None]]:
         yield deployed
 
 
-def test_the_server_runs_systemd_247(bullseye: tuple[Server, Build, str | None]) -> None:
+def test_the_server_runs_systemd_247(bullseye: tuple[Server, Tree, str | None]) -> None:
     s, b, _ = bullseye
     assert s.run(["systemctl", "--version"]).stdout.split()[:2] == ["systemd", "247"]
     assert b.plan.spec.project.target.distro == "debian-11"
 
 
-def test_systemd_247_knows_every_setting_of_the_units(bullseye: tuple[Server, Build, str | None]) -> None:
+def test_systemd_247_knows_every_setting_of_the_units(bullseye: tuple[Server, Tree, str | None]) -> None:
     s, b, cursor = bullseye
     units = [a.server_path for a in b.plan.artifacts if a.server_path and a.server_path.startswith("/etc/systemd/")]
     said = s.journal_text(cursor)
@@ -77,7 +77,7 @@ def test_systemd_247_knows_every_setting_of_the_units(bullseye: tuple[Server, Bu
     assert (r.returncode, r.stdout + r.stderr) == (0, "")
 
 
-def test_the_env_file_and_the_logs(bullseye: tuple[Server, Build, str | None]) -> None:
+def test_the_env_file_and_the_logs(bullseye: tuple[Server, Tree, str | None]) -> None:
     s, b, _ = bullseye
     sv = b.plan.services[0]
     environ = s.run(["cat", f"/proc/{s.main_pid(sv.unit_file)}/environ"]).stdout.split("\0")

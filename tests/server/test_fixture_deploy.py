@@ -22,7 +22,7 @@ import testserver as ts
 from server_support import TREE_INSIDE, booted_server, run_runbook
 from testserver import REPO, Server, log, wait_for
 
-from generator import Build, render_to
+from generator import Tree, render_to
 
 pytestmark = pytest.mark.server
 
@@ -30,7 +30,7 @@ SPEC = REPO / "tests/fixtures/specs/zachot_split"
 
 
 @contextlib.contextmanager
-def _deployed() -> Iterator[tuple[Server, Build, str]]:
+def _deployed() -> Iterator[tuple[Server, Tree, str]]:
     work = Path(tempfile.mkdtemp(prefix="zachot-fixture-tree-"))
     try:
         b = render_to(SPEC, work / "build")
@@ -51,7 +51,7 @@ def _deployed() -> Iterator[tuple[Server, Build, str]]:
 
 
 @pytest.fixture(scope="module")
-def split() -> Iterator[tuple[Server, Build, str]]:
+def split() -> Iterator[tuple[Server, Tree, str]]:
     if os.geteuid() != 0:
         pytest.fail("server tests need root", pytrace=False)
     with _deployed() as deployed:
@@ -62,7 +62,7 @@ def split() -> Iterator[tuple[Server, Build, str]]:
         yield deployed
 
 
-def test_each_service_runs_as_its_own_user_with_the_shared_group(split: tuple[Server, Build, str]) -> None:
+def test_each_service_runs_as_its_own_user_with_the_shared_group(split: tuple[Server, Tree, str]) -> None:
     s, b, _ = split
     for sv in b.plan.services:
         pid = s.main_pid(sv.unit_file)
@@ -76,7 +76,7 @@ def test_each_service_runs_as_its_own_user_with_the_shared_group(split: tuple[Se
         assert set(sv.identity.supplementary) <= set(members)
 
 
-def test_shared_folder_one_file_and_the_journal(split: tuple[Server, Build, str]) -> None:
+def test_shared_folder_one_file_and_the_journal(split: tuple[Server, Tree, str]) -> None:
     s, b, _ = split
     p = b.plan.spec.project
     owner, group = b.plan.rotate_as
@@ -93,7 +93,7 @@ def test_shared_folder_one_file_and_the_journal(split: tuple[Server, Build, str]
     wait_for(lambda: "Worker process is ready" in s.journal_text(None, worker.unit_file), 60, "dramatiq in the journal")
 
 
-def test_logrotate_rotates_the_shared_folder_as_its_owner_and_group(split: tuple[Server, Build, str]) -> None:
+def test_logrotate_rotates_the_shared_folder_as_its_owner_and_group(split: tuple[Server, Tree, str]) -> None:
     s, b, _ = split
     api = next(sv for sv in b.plan.services if sv.name == "api")
     assert api.logrotate_path is not None and api.stdout_path is not None
@@ -105,7 +105,7 @@ def test_logrotate_rotates_the_shared_folder_as_its_owner_and_group(split: tuple
     assert s.file_stat(api.stdout_path)[:3] == (api.policy.owner, api.policy.group, api.policy.mode)  # type: ignore[union-attr]
 
 
-def test_the_env_file_started_as_the_example(split: tuple[Server, Build, str]) -> None:
+def test_the_env_file_started_as_the_example(split: tuple[Server, Tree, str]) -> None:
     s, b, output = split
     p = b.plan.spec.project
     assert f"build/env/{Path(p.env_file).name}.example {p.env_file}" in output

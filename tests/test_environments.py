@@ -1,0 +1,101 @@
+"""Environments: spec/env/<name>.yaml overlays deep-merged onto the base (generator/environments.py);
+build/<env>/ per environment, one manifest on top; errors located in the file that wrote the value.
+
+Expected values are read off the fixture's own files (tests/fixtures/specs/staged): the base says
+port 9000 and RestartSec 2, staging says port 9100, production says 4 workers, RestartSec 5 and
+its own env file.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import SPEC_CASES, line_of, run_cli, tree_bytes
+
+from generator import build_files
+
+STAGED = SPEC_CASES["staged"]
+
+
+def _unit(files: dict[str, str], env: str) -> str:
+    return files[f"{env}/root/etc/systemd/system/shop-web.service"]
+
+
+def _copy(tmp_path: Path) -> Path:
+    spec = tmp_path / "spec"
+    shutil.copytree(STAGED, spec)
+    return spec
+
+
+def test_each_environment_gets_its_merged_tree() -> None:
+    files = build_files(STAGED)
+    staging, production = _unit(files, "staging"), _unit(files, "production")
+    assert "--port 9100 --timeout-graceful-shutdown 5" in staging and "RestartSec=2\n" in staging
+    assert "--port 9000 --workers 4 " in production and "RestartSec=5\n" in production
+    assert "EnvironmentFile=/srv/shop/production.env" in production and "/srv/shop/shop.env" in staging
+    assert "    rotate 30\n    maxage 30\n" in files["production/root/etc/logrotate.d/shop-web"]
+    assert "# Shop (staging) infrastructure" not in files["production/docs/README.md"]
+    assert files["staging/docs/README.md"].startswith("# Shop (staging) infrastructure")
+    # the runbook of each environment installs from its own folder
+    assert "build/production/root/etc/systemd/system/shop-web.service /etc/systemd/system/shop-web.service" in (
+        files["production/docs/README.md"]
+    )
+    rows = [ln.split("\t")[0] for ln in files["manifest.tsv"].splitlines()[2:]]
+    assert rows == [f"{env}/root{path}" for env in ("production", "staging") for path in (
+        "/etc/systemd/system/shop-web.service", "/etc/logrotate.d/shop-web", "/etc/tmpfiles.d/shop.conf",
+        "/etc/sysusers.d/shop.conf")]
+    assert not [p for p in files if p.startswith("root/")]  # nothing at the top but the manifest
+
+
+def test_render_check_and_drift_cover_every_environment(tmp_path: Path) -> None:
+    spec = _copy(tmp_path)
+    build = tmp_path / "build"
+    assert run_cli("render", "--spec", spec, "--build", build).returncode == 0
+    assert run_cli("check", "--spec", spec, "--build", build).returncode == 0
+    overlay = spec / "env/staging.yaml"
+    overlay.write_text(overlay.read_text().replace("port: 9100", "port: 9101"))
+    result = run_cli("check", "--spec", spec, "--build", build)
+    assert result.returncode == 1
+    assert f"changed: {build}/staging/root/etc/systemd/system/shop-web.service" in result.stdout
+    assert "production/root" not in result.stdout.replace(f"{build}/manifest.tsv", "")
+
+
+def test_a_mistake_in_an_overlay_is_located_there(tmp_path: Path) -> None:
+    spec = _copy(tmp_path)
+    overlay = spec / "env/production.yaml"
+    text = overlay.read_text().replace("restart: {delay_sec: 5,", "restart: {delay_sec: -5,")
+    overlay.write_text(text)
+    before = tree_bytes(tmp_path)
+    result = run_cli("render", "--spec", spec, "--build", tmp_path / "build")
+    assert result.returncode == 2
+    line = line_of(text, "delay_sec: -5")
+    assert f"env/production.yaml:{line}:" in result.stderr and "services.web.restart.delay_sec" in result.stderr
+    assert tree_bytes(tmp_path) == before
+
+
+def test_config_prints_the_merged_spec_without_secret_examples(tmp_path: Path) -> None:
+    spec = _copy(tmp_path)
+    base = spec / "spec.yaml"
+    base.write_text(base.read_text().replace(
+        "  logs_dir: /var/log/shop\n",
+        "  logs_dir: /var/log/shop\n  env_vars:\n    SHOP_KEY: {description: signs, example: s3cr3t, secret: true}\n"))
+    result = run_cli("config", "--spec", spec, "--env", "production")
+    assert result.returncode == 0, result.stderr
+    data = yaml.safe_load(result.stdout)
+    assert data["services"]["web"]["runner"] == {
+        "kind": "uvicorn", "app": "shop.main:app", "host": "127.0.0.1", "port": 9000, "graceful_shutdown_sec": 5,
+        "workers": 4}
+    assert data["project"]["env_vars"]["SHOP_KEY"]["example"] == "<secret>" and "s3cr3t" not in result.stdout
+    unknown = run_cli("config", "--spec", spec, "--env", "prod")
+    assert unknown.returncode == 2 and "no environment 'prod' (known: production, staging)" in unknown.stderr
+
+
+@pytest.mark.parametrize("name", ["Prod.yaml", "pro duction.yaml"])
+def test_an_environment_file_must_have_an_environment_name(tmp_path: Path, name: str) -> None:
+    spec = _copy(tmp_path)
+    (spec / "env" / name).write_text("project: {title: x}\n")
+    result = run_cli("render", "--spec", spec, "--build", tmp_path / "build")
+    assert result.returncode == 2 and "an environment file is a regular file named <name>.yaml" in result.stderr
