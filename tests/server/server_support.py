@@ -10,7 +10,7 @@ import shlex
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 import testserver as ts
 from testserver import REPO, Runbook, Server, ServerError, log, wait_for
 
-from generator import Build
+from generator import Build, Tree, render_to
 from generator.i18n import Catalog, load_catalog
 from generator.planner import HealthcheckView, ScenarioView, ServiceView, UnitFacts
 
@@ -273,6 +273,43 @@ def booted_server(runbook: Runbook, repo: str, api_port: int, timings: dict[str,
         else:
             ts.unmount_and_remove(scratch)
         timings["teardown"] = time.monotonic() - t0
+
+
+@dataclass
+class FixtureDeployment:
+    """A fixture spec installed by its own runbook on a fresh server (:func:`deploy_fixture`)."""
+
+    server: Server
+    tree: Tree
+    output: str
+    """The runbook transcript."""
+    cursor: str | None
+    """The journal cursor just before the runbook ran."""
+
+
+@contextlib.contextmanager
+def deploy_fixture(spec: Path, api_port: int, release: tuple[str, list[str]] | None = None,
+                   prepare: Callable[[Server], None] | None = None) -> Iterator[FixtureDeployment]:
+    """Render ``spec`` (no environments) on the host, boot a fresh server (:func:`booted_server`,
+    ``release`` as there), run ``prepare`` on it, then the tree's own runbook verbatim from
+    :data:`TREE_INSIDE`; no work-around is allowed. Powers the server off afterwards."""
+    work = Path(tempfile.mkdtemp(prefix="zachot-fixture-tree-"))
+    try:
+        tree = render_to(spec, work / "build")
+        runbook = ts.parse_runbook((work / "build/docs/README.md").read_text())
+        machine = f"zachot-{spec.name[:12].replace('_', '-')}-{os.getpid()}"
+        with booted_server(runbook, tree.plan.spec.project.repo, api_port, {}, work / "build", machine,
+                           release) as (server, _):
+            if prepare is not None:
+                prepare(server)
+            cursor = server.journal_cursor()
+            t0 = time.monotonic()
+            output, workarounds = run_runbook(server, runbook, TREE_INSIDE)
+            log(f"{spec.name} installed by its runbook in {time.monotonic() - t0:.1f} s")
+            assert not workarounds, workarounds
+            yield FixtureDeployment(server, tree, output, cursor)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 TREE_INSIDE = "/root/tree"

@@ -9,66 +9,45 @@ journal, `systemd-analyze verify` silent), the env file reads as written, the un
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import testserver as ts
-from server_support import TREE_INSIDE, booted_server, run_runbook
-from testserver import REPO, Server, log, wait_for
-
-from generator import Tree, render_to
+from server_support import FixtureDeployment, deploy_fixture
+from testserver import REPO, Server, wait_for
 
 pytestmark = pytest.mark.server
 
 SPEC = REPO / "tests/fixtures/specs/bullseye_command"
+REPO_INSIDE = "/srv/bulletin/app"
+"""project.repo of the fixture: the folder the runner serves."""
 PACKAGES = ["systemd", "systemd-sysv", "dbus", "python3", "sudo", "logrotate", "procps"]
 """A minimal Debian 11 server for the fixture: systemd 247 as PID 1, the runner, the runbook's sudo."""
 
 
-@contextlib.contextmanager
-def _deployed() -> Iterator[tuple[Server, Tree, str | None]]:
-    work = Path(tempfile.mkdtemp(prefix="zachot-bullseye-tree-"))
-    try:
-        b = render_to(SPEC, work / "build")
-        runbook = ts.parse_runbook((work / "build/docs/README.md").read_text())
-        p = b.plan.spec.project
-        with booted_server(runbook, p.repo, 8000, {}, work / "build", f"zachot-bullseye-{os.getpid()}",
-                           ("bullseye", PACKAGES)) as (server, _):
-            server.run(["sh", "-c", f"echo '<h1>board</h1>' > {p.repo}/index.html"])
-            cursor = server.journal_cursor()
-            output, workarounds = run_runbook(server, runbook, TREE_INSIDE)
-            log(f"bullseye_command installed by its runbook:\n{output}")
-            assert not workarounds, workarounds
-            yield server, b, cursor
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
-def bullseye() -> Iterator[tuple[Server, Tree, str | None]]:
+def bullseye() -> Iterator[FixtureDeployment]:
     if os.geteuid() != 0:
         pytest.fail("server tests need root", pytrace=False)
-    with _deployed() as deployed:
-        s, b, _ = deployed
-        unit = b.plan.services[0].unit_file
-        wait_for(lambda: s.active_state(unit) == "active", 60, f"{unit} active")
-        wait_for(lambda: s.http.get("/").status_code == 200, 30, "GET / 200")
-        yield deployed
+
+    def index_page(s: Server) -> None:
+        s.run(["sh", "-c", f"echo '<h1>board</h1>' > {REPO_INSIDE}/index.html"])
+
+    with deploy_fixture(SPEC, 8000, ("bullseye", PACKAGES), index_page) as d:
+        unit = d.tree.plan.services[0].unit_file
+        wait_for(lambda: d.server.active_state(unit) == "active", 60, f"{unit} active")
+        wait_for(lambda: d.server.http.get("/").status_code == 200, 30, "GET / 200")
+        yield d
 
 
-def test_the_server_runs_systemd_247(bullseye: tuple[Server, Tree, str | None]) -> None:
-    s, b, _ = bullseye
+def test_the_server_runs_systemd_247(bullseye: FixtureDeployment) -> None:
+    s, b = bullseye.server, bullseye.tree
     assert s.run(["systemctl", "--version"]).stdout.split()[:2] == ["systemd", "247"]
     assert b.plan.spec.project.target.distro == "debian-11"
 
 
-def test_systemd_247_knows_every_setting_of_the_units(bullseye: tuple[Server, Tree, str | None]) -> None:
-    s, b, cursor = bullseye
+def test_systemd_247_knows_every_setting_of_the_units(bullseye: FixtureDeployment) -> None:
+    s, b, cursor = bullseye.server, bullseye.tree, bullseye.cursor
     units = [a.server_path for a in b.plan.artifacts if a.server_path and a.server_path.startswith("/etc/systemd/")]
     said = s.journal_text(cursor)
     unknown = [ln for ln in said.splitlines() if "Unknown" in ln or "Ignoring" in ln]
@@ -77,8 +56,8 @@ def test_systemd_247_knows_every_setting_of_the_units(bullseye: tuple[Server, Tr
     assert (r.returncode, r.stdout + r.stderr) == (0, "")
 
 
-def test_the_env_file_and_the_logs(bullseye: tuple[Server, Tree, str | None]) -> None:
-    s, b, _ = bullseye
+def test_the_env_file_and_the_logs(bullseye: FixtureDeployment) -> None:
+    s, b = bullseye.server, bullseye.tree
     sv = b.plan.services[0]
     environ = s.run(["cat", f"/proc/{s.main_pid(sv.unit_file)}/environ"]).stdout.split("\0")
     assert "BULLETIN_GREETING=hello world" in environ

@@ -9,61 +9,33 @@ come from the fixture's plan (users, groups, paths, modes), never from numbers w
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import testserver as ts
-from server_support import TREE_INSIDE, booted_server, run_runbook
-from testserver import REPO, Server, log, wait_for
-
-from generator import Tree, render_to
+from server_support import FixtureDeployment, deploy_fixture
+from testserver import REPO, wait_for
 
 pytestmark = pytest.mark.server
 
 SPEC = REPO / "tests/fixtures/specs/zachot_split"
 
 
-@contextlib.contextmanager
-def _deployed() -> Iterator[tuple[Server, Tree, str]]:
-    work = Path(tempfile.mkdtemp(prefix="zachot-fixture-tree-"))
-    try:
-        b = render_to(SPEC, work / "build")
-        runbook = ts.parse_runbook((work / "build/docs/README.md").read_text())
-        project = b.plan.spec.project
-        api = next(s for s in b.plan.services if s.name == "api").svc.runner
-        with booted_server(runbook, project.repo, api.port, {}, work / "build", f"zachot-fixture-{os.getpid()}") as (
-            server,
-            _,
-        ):
-            t0 = time.monotonic()
-            output, workarounds = run_runbook(server, runbook, TREE_INSIDE)
-            log(f"fixture zachot_split installed by its runbook in {time.monotonic() - t0:.1f} s")
-            assert not workarounds, workarounds
-            yield server, b, output
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
-def split() -> Iterator[tuple[Server, Tree, str]]:
+def split() -> Iterator[FixtureDeployment]:
     if os.geteuid() != 0:
         pytest.fail("server tests need root", pytrace=False)
-    with _deployed() as deployed:
-        s, b, _ = deployed
-        units = [sv.unit_file for sv in b.plan.services] + ["redis-server.service"]
+    with deploy_fixture(SPEC, 8000) as d:
+        s = d.server
+        units = [sv.unit_file for sv in d.tree.plan.services] + ["redis-server.service"]
         wait_for(lambda: all(s.active_state(u) == "active" for u in units), 60, f"{', '.join(units)} active")
         wait_for(lambda: s.http.get("/readyz").status_code == 200, 60, "GET /readyz 200")
-        yield deployed
+        yield d
 
 
-def test_each_service_runs_as_its_own_user_with_the_shared_group(split: tuple[Server, Tree, str]) -> None:
-    s, b, _ = split
+def test_each_service_runs_as_its_own_user_with_the_shared_group(split: FixtureDeployment) -> None:
+    s, b = split.server, split.tree
     for sv in b.plan.services:
         pid = s.main_pid(sv.unit_file)
         status = s.run(["cat", f"/proc/{pid}/status"]).stdout
@@ -76,8 +48,8 @@ def test_each_service_runs_as_its_own_user_with_the_shared_group(split: tuple[Se
         assert set(sv.identity.supplementary) <= set(members)
 
 
-def test_shared_folder_one_file_and_the_journal(split: tuple[Server, Tree, str]) -> None:
-    s, b, _ = split
+def test_shared_folder_one_file_and_the_journal(split: FixtureDeployment) -> None:
+    s, b = split.server, split.tree
     p = b.plan.spec.project
     owner, group = b.plan.rotate_as
     assert s.file_stat(p.logs_dir)[:3] == (owner, group, p.logs_dir_mode)
@@ -93,8 +65,8 @@ def test_shared_folder_one_file_and_the_journal(split: tuple[Server, Tree, str])
     wait_for(lambda: "Worker process is ready" in s.journal_text(None, worker.unit_file), 60, "dramatiq in the journal")
 
 
-def test_logrotate_rotates_the_shared_folder_as_its_owner_and_group(split: tuple[Server, Tree, str]) -> None:
-    s, b, _ = split
+def test_logrotate_rotates_the_shared_folder_as_its_owner_and_group(split: FixtureDeployment) -> None:
+    s, b = split.server, split.tree
     api = next(sv for sv in b.plan.services if sv.name == "api")
     assert api.logrotate_path is not None and api.stdout_path is not None
     r = s.run(["logrotate", "-f", api.logrotate_path], check=False)
@@ -105,8 +77,8 @@ def test_logrotate_rotates_the_shared_folder_as_its_owner_and_group(split: tuple
     assert s.file_stat(api.stdout_path)[:3] == (api.policy.owner, api.policy.group, api.policy.mode)  # type: ignore[union-attr]
 
 
-def test_the_env_file_started_as_the_example(split: tuple[Server, Tree, str]) -> None:
-    s, b, output = split
+def test_the_env_file_started_as_the_example(split: FixtureDeployment) -> None:
+    s, b, output = split.server, split.tree, split.output
     p = b.plan.spec.project
     assert f"build/env/{Path(p.env_file).name}.example {p.env_file}" in output
     assert s.file_stat(p.env_file)[:3] == ("root", p.group, p.env_file_mode)
