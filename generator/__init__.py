@@ -13,9 +13,10 @@ from pathlib import Path
 from .environment import TEMPLATES_DIR
 from .environments import environment_names
 from .errors import GeneratorError, OutputError, Problem, SpecError, TemplateError
+from .hosts import host_spec
 from .layout import MANIFEST
 from .lint import lint
-from .loader import load, load_spec
+from .loader import Loaded, load, load_spec
 from .models import Spec
 from .output import Drift, diff, write
 from .planner import Plan, plan
@@ -55,26 +56,46 @@ class Build:
 
 
 def build(spec_dir: Path, templates_dir: Path = TEMPLATES_DIR, env: str | None = None) -> Build:
-    """Load, plan, render and lint ``spec_dir`` (environment ``env``'s spec when given); touches
-    no file but reads. The files are the tree of that one spec, paths relative to its folder.
+    """Load, plan, render and lint ``spec_dir`` (environment ``env``'s spec when given) as one
+    tree; touches no file but reads. For a spec with ``hosts`` use :func:`build_tree`.
 
     Raises :class:`SpecError` for spec mistakes and lint errors (located in the spec),
     :class:`TemplateError` for template problems. Lint warnings come back in ``warnings``.
     """
     loaded = load(spec_dir, env)
-    p = plan(loaded.spec)
-    files = render(p, templates_dir, f"build/{env}" if env else "build")
-    source = (spec_dir / loaded.spec.project.source).resolve() if loaded.spec.project.source else None
+    return _build_slice(spec_dir, loaded, loaded.spec, templates_dir, f"build/{env}" if env else "build")
+
+
+def _build_slice(spec_dir: Path, loaded: Loaded, spec: Spec, templates_dir: Path, tree: str) -> Build:
+    """Plan, render and lint ``spec`` (all of ``loaded``'s, or one host's slice) as the tree at ``tree``."""
+    p = plan(spec)
+    files = render(p, templates_dir, tree)
+    source = (spec_dir / spec.project.source).resolve() if spec.project.source else None
     too_big = tree_size_problem(loaded, files, sum(f.stat().st_size for f in loaded.files))
     if too_big is not None:
         raise SpecError([too_big])
     findings = lint(p, files, source)
-    where = f" (environment {env})" if env else ""
+    where = f" ({tree.removeprefix('build/')})" if tree != "build" else ""
     errors = [loaded.problem(f.path, f.message + where) for f in findings if f.severity == "error"]
     if errors:
         raise SpecError(errors)
     warnings = [loaded.problem(f.path, f"warning: {f.message}{where}") for f in findings if f.severity == "warning"]
     return Build(files, p, warnings)
+
+
+def _slices(spec_dir: Path, templates_dir: Path, env: str | None) -> dict[str, Build]:
+    """The trees of one environment (or of a spec without any), by folder below build/."""
+    loaded = load(spec_dir, env)
+    base = env or ""
+    if not loaded.spec.hosts:
+        return {base: _build_slice(spec_dir, loaded, loaded.spec, templates_dir, f"build/{base}".rstrip("/"))}
+    out = {}
+    for host in loaded.spec.hosts:
+        sliced = host_spec(loaded.spec, host)
+        if sliced.services:  # a host running only external units has nothing of the tree to install
+            folder = f"{base}/{host}" if base else host
+            out[folder] = _build_slice(spec_dir, loaded, sliced, templates_dir, f"build/{folder}")
+    return out
 
 
 @dataclass
@@ -95,28 +116,30 @@ class Tree:
 
 
 def build_tree(spec_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> Tree:
-    """Everything build/ holds for ``spec_dir``: the spec's tree, or one per environment
-    (``env/<name>.yaml``, :mod:`generator.environments`) plus the top manifest.
+    """Everything build/ holds for ``spec_dir``: the spec's tree; or one per environment
+    (``env/<name>.yaml``, :mod:`generator.environments`) under ``build/<env>/``; and within an
+    environment with ``hosts``, one per host under ``build/<env>/<host>/`` (:mod:`generator.hosts`).
+    Several trees get one manifest on top listing every installed file.
 
     Raises :class:`SpecError` with the problems of every environment that has any, like :func:`build`.
     """
-    envs = environment_names(spec_dir)
-    if not envs:
-        single = build(spec_dir, templates_dir)
-        return Tree(single.files, {None: single}, single.warnings)
-    builds: dict[str | None, Build] = {}
+    envs: list[str | None] = [*environment_names(spec_dir)] or [None]
+    builds: dict[str, Build] = {}
     problems: list[Problem] = []
     for env in envs:
         try:
-            builds[env] = build(spec_dir, templates_dir, env)
+            builds |= _slices(spec_dir, templates_dir, env)
         except SpecError as exc:
             problems += exc.problems
     if problems:
         raise SpecError(list(dict.fromkeys(problems)))
-    files = {f"{env}/{path}": text for env, b in builds.items() for path, text in b.files.items()}
-    files[MANIFEST] = combined_manifest({str(env): b.plan for env, b in builds.items()})
+    if list(builds) == [""]:
+        single = builds[""]
+        return Tree(single.files, {None: single}, single.warnings)
+    files = {f"{folder}/{path}": text for folder, b in builds.items() for path, text in b.files.items()}
+    files[MANIFEST] = combined_manifest({folder: b.plan for folder, b in builds.items()})
     warnings = list(dict.fromkeys(w for b in builds.values() for w in b.warnings))
-    return Tree(files, builds, warnings)
+    return Tree(files, {folder: b for folder, b in builds.items()}, warnings)
 
 
 def build_files(spec_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> dict[str, str]:

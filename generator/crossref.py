@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from . import layout
 from .accountrules import PRIVILEGED_ACCOUNTS, account_problems
 from .hardening import PRESET_NAMES
+from .hosts import host_problems
 from .models import Hardening, Spec
 from .reserved import is_reserved
 from .target import target_problems
@@ -278,6 +279,7 @@ def check_references(spec: Spec) -> list[Found]:
         *_identities(spec),
         *account_problems(spec),
         *target_problems(spec),
+        *host_problems(spec),
         *_secrets(spec),
         *_hardening(spec),
         *_healthchecks(spec),

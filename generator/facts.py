@@ -15,6 +15,7 @@ from pathlib import PurePosixPath
 from . import layout
 from .accounts import service_identity
 from .filters import seconds
+from .hosts import placement
 from .models import Spec
 from .runners import stop_wait
 
@@ -82,7 +83,9 @@ def facts_of(spec: Spec) -> Mapping[str, str]:
     (TimeoutStopSec=, e.g. `90s`), ``<name>.kill_mode`` (KillMode=), ``<name>.shutdown_timeout`` (the
     runner's own shutdown wait, :func:`generator.runners.stop_wait`, e.g. `60s`; absent for a command
     that does not declare one); per external unit
-    ``<name>.unit``, ``<name>.restart_policy`` and, if declared, ``<name>.stop_timeout``
+    ``<name>.unit``, ``<name>.restart_policy`` and, if declared, ``<name>.stop_timeout``; for both,
+    ``<name>.address``, the private address of the (first) host in ``hosts`` that runs it
+    (127.0.0.1 without ``hosts``), e.g. ``redis://${redis.address}:6379/0``
     (`infinity` or e.g. `90s`, in TimeoutStopSec='s notation); per healthcheck
     ``<name>.command`` (the bare command) and ``<name>.run`` (as the service user with the
     env file, via systemd-run); ``enable_units``, ``env_dir``.
@@ -119,6 +122,10 @@ def facts_of(spec: Spec) -> Mapping[str, str]:
             out[f"{name}.logrotate"] = layout.logrotate_path(svc.unit)
             if svc.logs.policy in spec.log_policies:
                 out[f"{name}.rotate"] = str(spec.log_policies[svc.logs.policy].rotate)
+    for name, hosts in placement(spec).items():
+        out[f"{name}.address"] = spec.hosts[hosts[0]].address
+    for name in (*spec.services, *spec.external_units):
+        out.setdefault(f"{name}.address", "127.0.0.1")
     for name, ext in spec.external_units.items():
         out[f"{name}.unit"] = f"{ext.unit}.service"
         out[f"{name}.restart_policy"] = ext.restart.policy

@@ -7,6 +7,7 @@ reports each dangling name at the exact place it was written.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Literal
 
@@ -371,6 +372,28 @@ class Healthcheck(_Model):
     """Sandboxing of the timer's oneshot unit (role `monitor` with every_sec)."""
 
 
+def _private_address(value: str) -> str:
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError("must be an IPv4 or IPv6 address, e.g. 10.0.1.11") from None
+    if not (address.is_private or address.is_loopback) or address.is_unspecified or address.is_link_local:
+        raise ValueError(
+            f"{value} is not a private address (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7): "
+            "services talk to each other over the private network only"
+        )
+    return str(address)
+
+
+class Host(_Model):
+    """One server of an environment: its private address and what it runs."""
+
+    address: Annotated[str, AfterValidator(_private_address)]
+    """The address the other hosts reach it at (RFC 1918 or ULA; loopback for a one-host environment)."""
+    runs: Annotated[list[Name], Field(min_length=1)]
+    """The services and external units (spec names) on this host."""
+
+
 class Spec(_Model):
     """The whole deployment: every spec/*.yaml file's top-level sections merged."""
 
@@ -379,6 +402,9 @@ class Spec(_Model):
     external_units: dict[Name, ExternalUnit] = {}
     log_policies: dict[Name, LogPolicy] = {}
     healthchecks: dict[Name, Healthcheck] = {}
+    hosts: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")], Host] = {}
+    """The servers (usually per environment, in env/<name>.yaml); empty: one server runs everything.
+    Each host gets its own tree, build/<env>/<host>/ (generator/hosts.py)."""
     failure_matrix: FailureMatrix | None = None
     """What people know about each failure; absent: the docs carry the rows systemd's behaviour
     gives for each unit, marked as not yet described."""

@@ -18,6 +18,7 @@ SPEC_CASES: dict[str, Path] = {
     "zachot_split": REPO / "tests" / "fixtures" / "specs" / "zachot_split",
     "bullseye_command": REPO / "tests" / "fixtures" / "specs" / "bullseye_command",
     "staged": REPO / "tests" / "fixtures" / "specs" / "staged",
+    "fleet": REPO / "tests" / "fixtures" / "specs" / "fleet",
 }
 """Spec folders rendered by the snapshot tests: the real one and fixtures of other shapes."""
 

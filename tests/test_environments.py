@@ -99,3 +99,51 @@ def test_an_environment_file_must_have_an_environment_name(tmp_path: Path, name:
     (spec / "env" / name).write_text("project: {title: x}\n")
     result = run_cli("render", "--spec", spec, "--build", tmp_path / "build")
     assert result.returncode == 2 and "an environment file is a regular file named <name>.yaml" in result.stderr
+
+
+FLEET = SPEC_CASES["fleet"]
+
+
+def test_hosts_get_their_own_trees_and_only_local_dependencies() -> None:
+    files = build_files(FLEET)
+    trees = sorted({"/".join(p.split("/")[:2]) for p in files if p.count("/") > 2})
+    assert trees == ["production/api1", "production/api2", "production/work1", "staging/app1"]  # redis1 runs no unit of ours
+    staging = files["staging/app1/root/etc/systemd/system/shop-api.service"]
+    production = files["production/api1/root/etc/systemd/system/shop-api.service"]
+    assert "After=redis-server.service\nWants=redis-server.service\n" in staging
+    assert "redis-server" not in production  # Redis runs on redis1: systemd on api1 cannot order or start it
+    assert "shop-worker" not in " ".join(p for p in files if p.startswith("production/api1/"))
+    # the Redis URL example follows where Redis runs (${redis.address})
+    assert "SHOP_REDIS_URL=redis://10.0.1.31:6379/0" in files["production/work1/env/shop.env.example"]
+    assert "SHOP_REDIS_URL=redis://10.0.0.5:6379/0" in files["staging/app1/env/shop.env.example"]
+    assert "build/production/api2/root/etc/systemd/system/shop-api.service" in files["production/api2/docs/README.md"]
+    rows = {ln.split("\t")[0].split("/root/")[0] for ln in files["manifest.tsv"].splitlines()[2:]}
+    assert rows == {"production/api1", "production/api2", "production/work1", "staging/app1"}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "needle", "message"),
+    [
+        ("runs: [worker]}", "runs: [worker, cron]}", "runs: [worker, cron]",
+         "hosts.work1.runs[1]: unknown service or external unit 'cron'"),
+        ("  work1: {address: 10.0.1.21, runs: [worker]}\n", "", "title: Worker",
+         "services.worker: runs on no host: add 'worker' to the runs of a host in hosts"),
+        ("address: 10.0.1.12,", "address: 10.0.1.11,", "api2:", "hosts.api2.address: 10.0.1.11 is also the address of host 'api1'"),
+        ("address: 10.0.1.31,", "address: 127.0.0.1,", "redis1:", "hosts.redis1.address: 127.0.0.1 is a loopback address"),
+        ("address: 10.0.1.31,", "address: 8.8.8.8,", "redis1:", "hosts.redis1.address: 8.8.8.8 is not a private address"),
+    ],
+    ids=["unknown-role", "service-on-no-host", "shared-address", "loopback-in-a-fleet", "public-address"],
+)
+def test_host_mistakes_are_located(tmp_path: Path, old: str, new: str, needle: str, message: str) -> None:
+    spec = tmp_path / "spec"
+    shutil.copytree(FLEET, spec)
+    overlay = spec / "env/production.yaml"
+    text = overlay.read_text()
+    assert old in text
+    overlay.write_text(text.replace(old, new, 1))
+    result = run_cli("render", "--spec", spec, "--build", tmp_path / "build")
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    line = next(ln for ln in result.stderr.splitlines() if message.split(":")[0] in ln)
+    where = "spec.yaml" if message.startswith("services.") else "env/production.yaml"
+    text = (spec / where).read_text()
+    assert f"{where}:{line_of(text, needle)}:" in line, (line, where)
