@@ -43,7 +43,8 @@ def _project(tmp_path: Path, env_prefix: str | None, declared: dict[str, str]) -
         extra += f"  env_prefix: {env_prefix}\n"
     if declared:
         extra += "  env_vars:\n" + "".join(
-            f"    {name}: {{description: {desc}, example: x}}\n" for name, desc in declared.items()
+            f"    {name}: {{description: {desc}, example: x{', secret: true' if 'SECRET' in name else ''}}}\n"
+            for name, desc in declared.items()
         )
     text = text.replace("  logs_dir: /var/log/shop\n", "  logs_dir: /var/log/shop\n" + extra)
     spec = tmp_path / "spec"
