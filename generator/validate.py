@@ -34,8 +34,8 @@ class Validation:
 def validate(spec_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> Validation:
     """Run every real-tool check on the tree ``spec_dir`` renders to (every environment's).
 
-    Output: a :class:`Validation`; it passed when ``findings`` is empty. With environments,
-    each checked line, exposure and finding names its environment (``staging: ...``). Raises
+    Output: a :class:`Validation`; it passed when ``findings`` is empty. With environments or
+    hosts, each checked line, exposure and finding names its tree (``production/api1: ...``). Raises
     :class:`generator.SpecError`/:class:`generator.TemplateError` like ``render``, and
     :class:`generator.realtools.ToolMissing` when a tool is not installed.
     """
@@ -44,7 +44,7 @@ def validate(spec_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> Validation:
     with tempfile.TemporaryDirectory(prefix="zachot-validate-") as tmp:
         for env, result in tree.builds.items():
             scratch = Path(tmp) / (env or "tree")
-            scratch.mkdir()
+            scratch.mkdir(parents=True)
             one = _validate_one(result, scratch, templates_dir)
             label = f"{env}: " if env else ""
             out.checked += [label + line for line in one.checked]
