@@ -7,7 +7,7 @@ Data flows one way: ``load_spec`` (YAML -> :class:`Spec`) -> ``plan`` (artifacts
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .environment import TEMPLATES_DIR
@@ -66,10 +66,12 @@ def build(spec_dir: Path, templates_dir: Path = TEMPLATES_DIR, env: str | None =
     return _build_slice(spec_dir, loaded, loaded.spec, templates_dir, f"build/{env}" if env else "build")
 
 
-def _build_slice(spec_dir: Path, loaded: Loaded, spec: Spec, templates_dir: Path, tree: str) -> Build:
-    """Plan, render and lint ``spec`` (all of ``loaded``'s, or one host's slice) as the tree at ``tree``."""
+def _build_slice(
+    spec_dir: Path, loaded: Loaded, spec: Spec, templates_dir: Path, tree: str, host: str | None = None
+) -> Build:
+    """Plan, render and lint ``spec`` (all of ``loaded``'s, or host ``host``'s slice) as the tree at ``tree``."""
     p = plan(spec)
-    files = render(p, templates_dir, tree)
+    files = render(p, templates_dir, tree, host)
     source = (spec_dir / spec.project.source).resolve() if spec.project.source else None
     too_big = tree_size_problem(loaded, files, sum(f.stat().st_size for f in loaded.files))
     if too_big is not None:
@@ -85,16 +87,26 @@ def _build_slice(spec_dir: Path, loaded: Loaded, spec: Spec, templates_dir: Path
 
 def _slices(spec_dir: Path, templates_dir: Path, env: str | None) -> dict[str, Build]:
     """The trees of one environment (or of a spec without any), by folder below build/."""
-    loaded = load(spec_dir, env)
+    try:
+        loaded = load(spec_dir, env)
+    except SpecError as exc:  # say which environment's merge the mistake is in
+        tag = f" (environment {env})" if env else ""
+        raise SpecError([replace(p, message=p.message + tag) for p in exc.problems]) from None
     base = env or ""
     if not loaded.spec.hosts:
         return {base: _build_slice(spec_dir, loaded, loaded.spec, templates_dir, f"build/{base}".rstrip("/"))}
     out = {}
+    problems: list[Problem] = []
     for host in loaded.spec.hosts:
         sliced = host_spec(loaded.spec, host)
         if sliced.services:  # a host running only external units has nothing of the tree to install
             folder = f"{base}/{host}" if base else host
-            out[folder] = _build_slice(spec_dir, loaded, sliced, templates_dir, f"build/{folder}")
+            try:
+                out[folder] = _build_slice(spec_dir, loaded, sliced, templates_dir, f"build/{folder}", host)
+            except SpecError as exc:
+                problems += exc.problems
+    if problems:
+        raise SpecError(problems)
     return out
 
 

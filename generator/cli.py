@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-import yaml
 
 from . import check as check_tree
 from . import render_to, treeid
 from .environment import TEMPLATES_DIR
-from .environments import read_environment, shown_config
+from .environments import dump_config, read_environment, shown_config
 from .errors import GeneratorError, Problem, SpecError
 from .facts import facts_of
 from .layout import MANIFEST
@@ -196,7 +195,7 @@ def config(spec_dir: Path, env: str | None) -> None:
         validate_source(source)
     except GeneratorError as exc:
         _fail(exc)
-    click.echo(yaml.safe_dump(shown_config(source.data), sort_keys=False, allow_unicode=True), nl=False)
+    click.echo(dump_config(shown_config(source.data)), nl=False)
 
 
 @main.command()

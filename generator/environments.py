@@ -3,7 +3,8 @@
 ``spec/*.yaml`` is the base; ``spec/env/<name>.yaml`` (e.g. ``staging``, ``production``) holds
 only what differs there, as Kamal's destinations do (``config/deploy.<destination>.yml``). The
 merge: a mapping in both is merged key by key, anything else the overlay writes replaces the
-base's value (a list is replaced, never appended to). The source map follows the data, so every
+base's value (a list is replaced, never appended to); ``hosts`` is replaced as a whole, since an
+environment's servers are its own. The source map follows the data, so every
 later error points into the file that wrote the value it is about.
 """
 
@@ -13,10 +14,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .errors import Location, Problem, SpecError
 from .yamlsource import SourceMap, SpecSource, read_spec_dir, read_spec_files, shown_path
 
-__all__ = ["ENV_DIR", "environment_names", "merge_sources", "read_environment", "shown_config"]
+__all__ = ["ENV_DIR", "dump_config", "environment_names", "merge_sources", "read_environment", "shown_config"]
 
 ENV_DIR = "env"
 """The folder of the spec holding one overlay file per environment."""
@@ -26,8 +29,11 @@ _NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 
 def _overlays(spec_dir: Path) -> dict[str, Path]:
     folder = spec_dir / ENV_DIR
-    if not folder.is_dir():
+    if not folder.exists() and not folder.is_symlink():
         return {}
+    if folder.is_symlink() or not folder.is_dir():
+        raise SpecError([Problem(Location(shown_path(folder), 1, 1), "",
+                                 "must be a plain folder holding one <name>.yaml per environment")])
     files = sorted(p for p in folder.iterdir() if p.suffix in {".yaml", ".yml"})
     bad = [p for p in files if not _NAME.fullmatch(p.stem) or not p.is_file() or p.is_symlink()]
     if bad:
@@ -55,7 +61,7 @@ def environment_names(spec_dir: Path) -> list[str]:
 
 
 def _merge(base: Any, over: Any, path: tuple[str | int, ...], smap: SourceMap, omap: SourceMap) -> Any:
-    if isinstance(base, dict) and isinstance(over, dict):
+    if isinstance(base, dict) and isinstance(over, dict) and path != ("hosts",):
         out = dict(base)
         for key, value in over.items():
             child = (*path, key)
@@ -96,6 +102,30 @@ def shown_config(data: dict[str, Any]) -> dict[str, Any]:
         for name, var in project["env_vars"].items()
     }
     return {**data, "project": {**project, "env_vars": env_vars}}
+
+
+_YAML12_NUMBER = re.compile(
+    r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|0o[0-7]+|0x[0-9a-fA-F]+|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)"
+)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes a string quoted whenever a YAML 1.1 or 1.2 reader could take it for something else
+    (``1e3``, ``0o17``, ``no``, ``1:30``), so the printed spec reads back as the same data here."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    implicit = yaml.resolver.Resolver().resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
+    quote = implicit != "tag:yaml.org,2002:str" or bool(_YAML12_NUMBER.fullmatch(value)) or value.lower() in {"y", "n"}
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"' if quote else None)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def dump_config(data: dict[str, Any]) -> str:
+    """``data`` as YAML text (keys in order, Unicode kept) that reads back as the same data."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
 
 
 def read_environment(spec_dir: Path, env: str) -> SpecSource:

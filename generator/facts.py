@@ -84,8 +84,9 @@ def facts_of(spec: Spec) -> Mapping[str, str]:
     runner's own shutdown wait, :func:`generator.runners.stop_wait`, e.g. `60s`; absent for a command
     that does not declare one); per external unit
     ``<name>.unit``, ``<name>.restart_policy`` and, if declared, ``<name>.stop_timeout``; for both,
-    ``<name>.address``, the private address of the (first) host in ``hosts`` that runs it
-    (127.0.0.1 without ``hosts``), e.g. ``redis://${redis.address}:6379/0``
+    ``<name>.address``, the private address of the (first) host in ``hosts`` that runs it, in
+    brackets when it is IPv6 so it fits a URL (127.0.0.1 without ``hosts``), e.g.
+    ``redis://${redis.address}:6379/0``
     (`infinity` or e.g. `90s`, in TimeoutStopSec='s notation); per healthcheck
     ``<name>.command`` (the bare command) and ``<name>.run`` (as the service user with the
     env file, via systemd-run); ``enable_units``, ``env_dir``.
@@ -123,7 +124,8 @@ def facts_of(spec: Spec) -> Mapping[str, str]:
             if svc.logs.policy in spec.log_policies:
                 out[f"{name}.rotate"] = str(spec.log_policies[svc.logs.policy].rotate)
     for name, hosts in placement(spec).items():
-        out[f"{name}.address"] = spec.hosts[hosts[0]].address
+        address = spec.hosts[hosts[0]].address
+        out[f"{name}.address"] = f"[{address}]" if ":" in address else address
     for name in (*spec.services, *spec.external_units):
         out.setdefault(f"{name}.address", "127.0.0.1")
     for name, ext in spec.external_units.items():

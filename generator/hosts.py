@@ -53,10 +53,16 @@ def host_problems(spec: Spec) -> Iterator[Found]:
                 "this one; give its private address"
             )
     placed = placement(spec)
-    for section, names in (("services", spec.services), ("external_units", spec.external_units)):
-        for name in names:
-            if name not in placed:
-                yield (section, name), f"runs on no host: add '{name}' to the runs of a host in hosts"
+    for name in [*spec.services, *spec.external_units]:
+        if name not in placed:
+            yield ("hosts",), f"'{name}' runs on no host: add it to the runs of a host"
+    for name in spec.external_units:
+        if len(placed.get(name, [])) > 1:
+            second = placed[name][1]
+            yield ("hosts", second, "runs", spec.hosts[second].runs.index(name)), (
+                f"external unit '{name}' already runs on '{placed[name][0]}': an external unit is one instance, "
+                f"and ${{{name}.address}} must name one host"
+            )
 
 
 def _matrix(fm: FailureMatrix | None, spec: Spec, on: set[str]) -> FailureMatrix | None:

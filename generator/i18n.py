@@ -6,6 +6,7 @@ A missing key or a missing ``{field}`` is an error, never an empty string.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +48,19 @@ class Catalog:
             raise TemplateError(f"i18n/{self.language}.yaml: label '{key}' needs {exc}") from None
 
 
+@functools.lru_cache(maxsize=8)
+def _parsed(text: str) -> object:
+    return yaml.safe_load(text)
+
+
 def load_catalog(templates_dir: Path, language: str) -> Catalog:
-    """Load ``templates_dir/i18n/<language>.yaml``; raises :class:`TemplateError` if missing or invalid."""
+    """Load ``templates_dir/i18n/<language>.yaml``; raises :class:`TemplateError` if missing or invalid.
+
+    Parsed once per file content (a tree of 200 hosts renders 200 times; the text is re-read,
+    so an edited catalog is seen)."""
     path = templates_dir / "i18n" / f"{language}.yaml"
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _parsed(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise TemplateError(f"cannot load label catalog {path}: {exc}") from None
     if not isinstance(data, dict):

@@ -289,7 +289,10 @@ class ExternalUnit(_Model):
     unit: Name
     """Unit name without `.service`."""
     provided_by: Text
-    """Where the unit file comes from (a package)."""
+    """Where the unit file comes from (a package), in words for the docs."""
+    package: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9+.-]+$")] | None = None
+    """The Debian package that provides it (e.g. `redis-server`): the install step installs it on
+    the hosts that run this unit. Null: nothing to install."""
     restart: Restart
     """Its restart settings as packaged, used to derive the failure matrix."""
     stop_timeout_sec: StopTimeout | None = None
@@ -372,15 +375,26 @@ class Healthcheck(_Model):
     """Sandboxing of the timer's oneshot unit (role `monitor` with every_sec)."""
 
 
+PRIVATE_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "fc00::/7", "::1/128")
+)
+"""Where a host's address may lie: RFC 1918, RFC 4193 (ULA) and loopback, nothing else."""
+
+
 def _private_address(value: str) -> str:
     try:
+        if "%" in value:
+            raise ValueError(value)
         address = ipaddress.ip_address(value)
     except ValueError:
-        raise ValueError("must be an IPv4 or IPv6 address, e.g. 10.0.1.11") from None
-    if not (address.is_private or address.is_loopback) or address.is_unspecified or address.is_link_local:
+        raise ValueError("must be an IPv4 or IPv6 address, e.g. 10.0.1.11 (no zone id, no brackets)") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
+    if not any(address in net for net in PRIVATE_NETWORKS):
         raise ValueError(
-            f"{value} is not a private address (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7): "
-            "services talk to each other over the private network only"
+            f"{value} is not a private host address (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7, or "
+            "loopback for one host): services talk to each other over the private network only"
         )
     return str(address)
 

@@ -55,6 +55,13 @@ def combined_manifest(plans: dict[str, Plan]) -> str:
     return treeid.stamp(buf.getvalue())
 
 
+def apt_packages(p: Plan) -> list[str]:
+    """What the install step installs with apt-get on this tree's host: git and python3-venv for
+    the code and the venv, the external units' packages, logrotate when logs go to files."""
+    packages = ["git", "python3-venv", *(e.package for e in p.spec.external_units.values() if e.package)]
+    return packages + (["logrotate"] if any(sv.log_files for sv in p.services) else [])
+
+
 def _exceptions_text(hardening: Hardening) -> str:
     """``Directive=value — reason`` for each exception, joined with "; " (empty if none)."""
     return "; ".join(f"`{name}={exc.value}` — {exc.reason}" for name, exc in sorted(hardening.exceptions.items()))
@@ -82,6 +89,7 @@ def _shared_context(p: Plan, templates_dir: Path) -> dict[str, Any]:
         "sysusers_path": layout.sysusers_path(name),
         "manifest_name": layout.MANIFEST,
         "env_example": layout.env_example(p.spec.project.env_file),
+        "apt_packages": apt_packages(p),
         "env_dir": str(PurePosixPath(p.spec.project.env_file).parent),
         "condition_outcome": condition_outcome,
         "condition_action": lambda code, svc: auto_action(
@@ -94,17 +102,20 @@ def _shared_context(p: Plan, templates_dir: Path) -> dict[str, Any]:
     }
 
 
-def render(p: Plan, templates_dir: Path = TEMPLATES_DIR, tree: str = "build") -> dict[str, str]:
+def render(
+    p: Plan, templates_dir: Path = TEMPLATES_DIR, tree: str = "build", host: str | None = None
+) -> dict[str, str]:
     """Render every artifact of ``p`` and the manifest.
 
     Input: a :class:`Plan`, the templates folder, and where the docs say the tree lies
-    relative to the repository (``build``, or ``build/<env>`` for an environment). Output: ``{relative path: text}``,
+    relative to the repository (``build``, or ``build/<env>`` for an environment), and the host
+    of ``spec.hosts`` the tree is for (its docs say so). Output: ``{relative path: text}``,
     deterministic (same bytes on every run and machine). Raises :class:`TemplateError`
     naming the artifact and template for a missing template, a syntax error, an
     undefined variable, or a value its filter refuses.
     """
     env = make_environment(templates_dir)
-    shared = _shared_context(p, templates_dir) | {"tree": tree}
+    shared = _shared_context(p, templates_dir) | {"tree": tree, "host": host}
     out: dict[str, str] = {}
     for a in p.artifacts:
         try:

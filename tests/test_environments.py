@@ -126,13 +126,16 @@ def test_hosts_get_their_own_trees_and_only_local_dependencies() -> None:
     [
         ("runs: [worker]}", "runs: [worker, cron]}", "runs: [worker, cron]",
          "hosts.work1.runs[1]: unknown service or external unit 'cron'"),
-        ("  work1: {address: 10.0.1.21, runs: [worker]}\n", "", "title: Worker",
-         "services.worker: runs on no host: add 'worker' to the runs of a host in hosts"),
+        ("  work1: {address: 10.0.1.21, runs: [worker]}\n", "", "  api1:",
+         "hosts: 'worker' runs on no host: add it to the runs of a host (environment production)"),
         ("address: 10.0.1.12,", "address: 10.0.1.11,", "api2:", "hosts.api2.address: 10.0.1.11 is also the address of host 'api1'"),
         ("address: 10.0.1.31,", "address: 127.0.0.1,", "redis1:", "hosts.redis1.address: 127.0.0.1 is a loopback address"),
-        ("address: 10.0.1.31,", "address: 8.8.8.8,", "redis1:", "hosts.redis1.address: 8.8.8.8 is not a private address"),
+        ("address: 10.0.1.31,", "address: 8.8.8.8,", "redis1:", "hosts.redis1.address: 8.8.8.8 is not a private host address"),
+        ("runs: [api]}\n  work1", "runs: [api, redis]}\n  work1", "redis1:",
+         "hosts.redis1.runs[0]: external unit 'redis' already runs on 'api2'"),
     ],
-    ids=["unknown-role", "service-on-no-host", "shared-address", "loopback-in-a-fleet", "public-address"],
+    ids=["unknown-role", "service-on-no-host", "shared-address", "loopback-in-a-fleet", "public-address",
+         "redis-on-two-hosts"],
 )
 def test_host_mistakes_are_located(tmp_path: Path, old: str, new: str, needle: str, message: str) -> None:
     spec = tmp_path / "spec"
@@ -144,6 +147,35 @@ def test_host_mistakes_are_located(tmp_path: Path, old: str, new: str, needle: s
     result = run_cli("render", "--spec", spec, "--build", tmp_path / "build")
     assert result.returncode == 2 and message in result.stderr, result.stderr
     line = next(ln for ln in result.stderr.splitlines() if message.split(":")[0] in ln)
-    where = "spec.yaml" if message.startswith("services.") else "env/production.yaml"
+    where = "env/production.yaml"
     text = (spec / where).read_text()
     assert f"{where}:{line_of(text, needle)}:" in line, (line, where)
+
+
+def test_config_output_reads_back_as_the_same_spec(tmp_path: Path) -> None:
+    """Strings a YAML 1.1 or 1.2 reader would take for numbers, booleans or times stay strings."""
+    spec = _copy(tmp_path)
+    overlay = spec / "env/production.yaml"
+    overlay.write_text(overlay.read_text().replace("project:\n", (
+        "project:\n  env_vars:\n"
+        '    SHOP_A: {description: "1e3", example: "0o17"}\n'
+        '    SHOP_B: {description: "no", example: "1:30"}\n'), 1))
+    first = run_cli("config", "--spec", spec, "--env", "production")
+    assert first.returncode == 0, first.stderr
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "spec.yaml").write_text(first.stdout)
+    second = run_cli("config", "--spec", again)
+    assert second.returncode == 0, second.stderr
+    assert yaml.safe_load(second.stdout) == yaml.safe_load(first.stdout)
+    assert yaml.safe_load(first.stdout)["project"]["env_vars"]["SHOP_B"] == {"description": "no", "example": "1:30"}
+
+
+def test_hosts_of_an_environment_replace_the_base_hosts(tmp_path: Path) -> None:
+    spec = tmp_path / "spec"
+    shutil.copytree(FLEET, spec)
+    base = spec / "spec.yaml"
+    base.write_text(base.read_text() + "\nhosts:\n  solo: {address: 10.9.9.9, runs: [api, worker, redis]}\n")
+    files = build_files(spec)
+    assert not [p for p in files if "/solo/" in p]  # each environment's hosts are its own
+    assert "redis://10.0.1.31:6379/0" in files["production/api1/env/shop.env.example"]
