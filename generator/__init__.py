@@ -20,7 +20,7 @@ from .loader import Loaded, load, load_spec
 from .models import Spec
 from .output import Drift, diff, write
 from .planner import Plan, plan
-from .renderer import combined_manifest, render
+from .renderer import combined_manifest, render, render_hosts
 from .treesize import tree_size_problem
 
 __all__ = [
@@ -85,8 +85,9 @@ def _build_slice(
     return Build(files, p, warnings)
 
 
-def _slices(spec_dir: Path, templates_dir: Path, env: str | None) -> dict[str, Build]:
-    """The trees of one environment (or of a spec without any), by folder below build/."""
+def _slices(spec_dir: Path, templates_dir: Path, env: str | None) -> tuple[dict[str, Build], dict[str, str]]:
+    """The trees of one environment (or of a spec without any), by folder below build/, and, for
+    an environment with hosts, its overview ``<env>/hosts.md`` (which host runs what, where its tree is)."""
     try:
         loaded = load(spec_dir, env)
     except SpecError as exc:  # say which environment's merge the mistake is in
@@ -94,7 +95,7 @@ def _slices(spec_dir: Path, templates_dir: Path, env: str | None) -> dict[str, B
         raise SpecError([replace(p, message=p.message + tag) for p in exc.problems]) from None
     base = env or ""
     if not loaded.spec.hosts:
-        return {base: _build_slice(spec_dir, loaded, loaded.spec, templates_dir, f"build/{base}".rstrip("/"))}
+        return {base: _build_slice(spec_dir, loaded, loaded.spec, templates_dir, f"build/{base}".rstrip("/"))}, {}
     out = {}
     problems: list[Problem] = []
     for host in loaded.spec.hosts:
@@ -107,7 +108,10 @@ def _slices(spec_dir: Path, templates_dir: Path, env: str | None) -> dict[str, B
                 problems += exc.problems
     if problems:
         raise SpecError(problems)
-    return out
+    folders = {host: f"{base}/{host}".lstrip("/") for host in loaded.spec.hosts}
+    trees = {host: f"build/{folder}" for host, folder in folders.items() if folder in out}
+    overview = f"{base}/hosts.md".lstrip("/")
+    return out, {overview: render_hosts(loaded.spec, trees, templates_dir, env)}
 
 
 @dataclass
@@ -137,10 +141,13 @@ def build_tree(spec_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> Tree:
     """
     envs: list[str | None] = [*environment_names(spec_dir)] or [None]
     builds: dict[str, Build] = {}
+    extra: dict[str, str] = {}
     problems: list[Problem] = []
     for env in envs:
         try:
-            builds |= _slices(spec_dir, templates_dir, env)
+            trees, more = _slices(spec_dir, templates_dir, env)
+            builds |= trees
+            extra |= more
         except SpecError as exc:
             problems += exc.problems
     if problems:
@@ -148,7 +155,7 @@ def build_tree(spec_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> Tree:
     if list(builds) == [""]:
         single = builds[""]
         return Tree(single.files, {None: single}, single.warnings)
-    files = {f"{folder}/{path}": text for folder, b in builds.items() for path, text in b.files.items()}
+    files = {f"{folder}/{path}": text for folder, b in builds.items() for path, text in b.files.items()} | extra
     files[MANIFEST] = combined_manifest({folder: b.plan for folder, b in builds.items()})
     warnings = list(dict.fromkeys(w for b in builds.values() for w in b.warnings))
     return Tree(files, {folder: b for folder, b in builds.items()}, warnings)

@@ -20,12 +20,12 @@ from .environment import TEMPLATES_DIR, make_environment
 from .errors import TemplateError
 from .hardening import PRESET, left_out
 from .i18n import load_catalog
-from .models import Hardening
+from .models import Hardening, Spec
 from .planner import Plan
 from .semantics import auto_action, condition_outcome
 from .target import SINCE, systemd_version, target_label
 
-__all__ = ["combined_manifest", "manifest_text", "render"]
+__all__ = ["combined_manifest", "manifest_text", "render", "render_hosts"]
 
 
 def manifest_text(p: Plan) -> str:
@@ -100,6 +100,18 @@ def _shared_context(p: Plan, templates_dir: Path) -> dict[str, Any]:
         "left_out": [f"{name}= ({SINCE[name]})" for name in left_out(systemd_version(p.spec))],
         "exceptions_text": _exceptions_text,
     }
+
+
+def render_hosts(spec: Spec, trees: dict[str, str], templates_dir: Path = TEMPLATES_DIR, env: str | None = None) -> str:
+    """The overview of an environment with ``hosts`` (``build/<env>/hosts.md``): each host, its
+    address, what it runs, and its tree (``trees[host]``; absent for a host with nothing of ours
+    to install). Raises :class:`TemplateError` like :func:`render`."""
+    try:
+        return make_environment(templates_dir).get_template("docs/hosts.md.j2").render(
+            spec=spec, t=load_catalog(templates_dir, spec.project.language), trees=trees, env=env
+        )
+    except (jinja2.TemplateError, ValueError) as exc:
+        raise TemplateError(f"docs/hosts.md.j2: {exc}") from None
 
 
 def render(

@@ -119,6 +119,13 @@ def test_hosts_get_their_own_trees_and_only_local_dependencies() -> None:
     assert "build/production/api2/root/etc/systemd/system/shop-api.service" in files["production/api2/docs/README.md"]
     rows = {ln.split("\t")[0].split("/root/")[0] for ln in files["manifest.tsv"].splitlines()[2:]}
     assert rows == {"production/api1", "production/api2", "production/work1", "staging/app1"}
+    overview = [ln for ln in files["production/hosts.md"].splitlines() if ln.startswith("| `")]
+    assert overview == [
+        "| `api1` | `10.0.1.11` | api | `build/production/api1/` |",
+        "| `api2` | `10.0.1.12` | api | `build/production/api2/` |",
+        "| `work1` | `10.0.1.21` | worker | `build/production/work1/` |",
+        "| `redis1` | `10.0.1.31` | redis | nothing of the tree (external units only) |",
+    ]
 
 
 @pytest.mark.parametrize(
