@@ -17,15 +17,13 @@ from typing import Any
 import yaml
 
 from .errors import Location, Problem, SpecError
+from .spectypes import NAME_RE
 from .yamlsource import SourceMap, SpecSource, read_spec_dir, read_spec_files, shown_path
 
 __all__ = ["ENV_DIR", "dump_config", "environment_names", "merge_sources", "read_environment", "shown_config"]
 
 ENV_DIR = "env"
 """The folder of the spec holding one overlay file per environment."""
-
-_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
-
 
 def _overlays(spec_dir: Path) -> dict[str, Path]:
     folder = spec_dir / ENV_DIR
@@ -35,7 +33,7 @@ def _overlays(spec_dir: Path) -> dict[str, Path]:
         raise SpecError([Problem(Location(shown_path(folder), 1, 1), "",
                                  "must be a plain folder holding one <name>.yaml per environment")])
     files = sorted(p for p in folder.iterdir() if p.suffix in {".yaml", ".yml"})
-    bad = [p for p in files if not _NAME.fullmatch(p.stem) or not p.is_file() or p.is_symlink()]
+    bad = [p for p in files if not NAME_RE.fullmatch(p.stem) or not p.is_file() or p.is_symlink()]
     if bad:
         raise SpecError([
             Problem(Location(shown_path(p), 1, 1), "",

@@ -12,6 +12,7 @@ on a host without Redis would start nothing there, or a Redis nobody configured.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 
 from .models import FailureMatrix, Spec
@@ -47,7 +48,7 @@ def host_problems(spec: Spec) -> Iterator[Found]:
         if h.address in seen:
             yield ("hosts", host, "address"), f"{h.address} is also the address of host '{seen[h.address]}'"
         seen.setdefault(h.address, host)
-        if len(spec.hosts) > 1 and h.address.startswith(("127.", "::1")):
+        if len(spec.hosts) > 1 and ipaddress.ip_address(h.address).is_loopback:
             yield ("hosts", host, "address"), (
                 f"{h.address} is a loopback address: with {len(spec.hosts)} hosts the others could not reach "
                 "this one; give its private address"

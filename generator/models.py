@@ -8,7 +8,6 @@ reports each dangling name at the exact place it was written.
 from __future__ import annotations
 
 import ipaddress
-import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, Strict
@@ -28,6 +27,7 @@ from .docmodels import (
 )
 from .runners import DramatiqRunner, Runner, UvicornRunner
 from .spectypes import (
+    LINE_BREAKING,
     AbsPath,
     DirMode,
     FileName,
@@ -87,7 +87,7 @@ def _private(value: str) -> str:
 
 
 def _one_line(value: str) -> str:
-    if re.search(r"[\x00-\x1f\x7f\x85\u2028\u2029]", value):
+    if LINE_BREAKING.search(value):
         raise ValueError("must be one line without control characters (newline, tab)")
     return value
 

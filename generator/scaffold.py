@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,6 +18,7 @@ from . import build
 from .environment import TEMPLATES_DIR, make_environment
 from .errors import Location, OutputError, Problem, SpecError
 from .schema import spec_file_schema
+from .spectypes import LINE_BREAKING, NAME_RE
 
 __all__ = ["SPEC_FILE", "init_spec"]
 
@@ -57,9 +57,9 @@ def init_spec(
         where = str(spec_dir).rstrip("/") + "/"
         raise OutputError(f"{where} already holds files; init writes only into an empty or new folder")
     for option, value in (("--title", title), ("--app", app), ("--repo-url", repo_url)):
-        if value is not None and re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", value):
+        if value is not None and LINE_BREAKING.search(value):
             raise OutputError(f"{option}: one line without control characters, please")
-    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", name):
+    if not NAME_RE.fullmatch(name):
         raise OutputError(f"project name {name!r}: use lowercase letters, digits, '-' and '_', starting with a letter")
     if language not in ("en", "ru"):
         raise OutputError(f"language {language!r}: the docs come in 'en' or 'ru'")

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, Strict
 
 __all__ = [
+    "LINE_BREAKING",
+    "NAME_RE",
     "AbsPath",
     "DirMode",
     "FileName",
@@ -33,6 +35,11 @@ __all__ = [
 ]
 
 _NAME = r"^[a-z][a-z0-9_-]{0,62}$"
+NAME_RE = re.compile(_NAME)
+"""What a spec name (project, service, environment) may be; ``Name`` is this as a field type."""
+LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""Control characters, C1 included (U+0085 NEL), and the Unicode line and paragraph separators:
+what a one-line value may not hold, since some reader would take it for a line break."""
 # systemd's "strict" user/group name rule (systemd.exec(5) User=, and the
 # "User/Group Name Syntax" doc): ASCII letters, digits, '_' and '-', not starting
 # with a digit or '-', at most 31 characters.
