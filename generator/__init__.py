@@ -100,7 +100,8 @@ def _slices(spec_dir: Path, templates_dir: Path, env: str | None) -> tuple[dict[
     problems: list[Problem] = []
     for host in loaded.spec.hosts:
         sliced = host_spec(loaded.spec, host)
-        if sliced.services:  # a host running only external units has nothing of the tree to install
+        if sliced.services or any(e.redis for e in sliced.external_units.values()):
+            # a host running only external units the tree does not configure has nothing to install
             folder = f"{base}/{host}" if base else host
             try:
                 out[folder] = _build_slice(spec_dir, loaded, sliced, templates_dir, f"build/{folder}", host)

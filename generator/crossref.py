@@ -16,6 +16,7 @@ from .accountrules import PRIVILEGED_ACCOUNTS, account_problems
 from .hardening import PRESET_NAMES
 from .hosts import host_problems
 from .models import Hardening, Spec
+from .redisrules import redis_problems
 from .reserved import is_reserved
 from .target import target_problems
 
@@ -280,6 +281,7 @@ def check_references(spec: Spec) -> list[Found]:
         *account_problems(spec),
         *target_problems(spec),
         *host_problems(spec),
+        *redis_problems(spec),
         *_secrets(spec),
         *_hardening(spec),
         *_healthchecks(spec),

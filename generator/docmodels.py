@@ -77,7 +77,9 @@ class Scenario(_Model):
     detection: Text
     healthcheck: HealthSignal | None = None
     manual_action: Text
-    data_loss: Literal["Yes", "No", "Partial"]
+    data_loss: Literal["Yes", "No", "Partial"] | None = None
+    """Whether the failure loses data. Omitted: derived for a Redis the tree configures
+    (generator/redisconf.py ``data_loss``); required for everything else."""
     comment: Text
 
 

@@ -17,6 +17,7 @@ from .accounts import service_identity
 from .filters import seconds
 from .hosts import placement
 from .models import Spec
+from .redisplan import DEFAULT_PORT, redis_views
 from .runners import stop_wait
 
 __all__ = ["FactTemplate", "enable_units", "facts_of", "healthcheck_argv", "healthcheck_run", "placeholders"]
@@ -66,11 +67,13 @@ def healthcheck_run(spec: Spec, name: str) -> list[str]:
 
 
 def enable_units(spec: Spec) -> list[str]:
-    """Units to ``systemctl enable --now`` after install: the services, then the healthcheck timers."""
+    """Units to ``systemctl enable --now`` after install: each Redis the tree configures (first: the
+    services order after it), the services, then the healthcheck timers."""
     timers = [
         f"{layout.healthcheck_unit(spec.project.name, n)}.timer" for n, h in spec.healthchecks.items() if h.every_sec
     ]
-    return [f"{s.unit}.service" for s in spec.services.values()] + timers
+    redis = [f"{e.unit}.service" for e in spec.external_units.values() if e.redis is not None]
+    return redis + [f"{s.unit}.service" for s in spec.services.values()] + timers
 
 
 def facts_of(spec: Spec) -> Mapping[str, str]:
@@ -83,9 +86,12 @@ def facts_of(spec: Spec) -> Mapping[str, str]:
     (TimeoutStopSec=, e.g. `90s`), ``<name>.kill_mode`` (KillMode=), ``<name>.shutdown_timeout`` (the
     runner's own shutdown wait, :func:`generator.runners.stop_wait`, e.g. `60s`; absent for a command
     that does not declare one); per external unit
-    ``<name>.unit``, ``<name>.restart_policy`` and, if declared, ``<name>.stop_timeout``; for both,
+    ``<name>.unit``, ``<name>.restart_policy`` and, if declared, ``<name>.stop_timeout``; per Redis the
+    tree configures ``<name>.conf`` (its config file), ``<name>.rdb`` (its RDB file), ``<name>.aof``
+    (its AOF base name), ``<name>.port`` and ``<name>.cli`` (redis-cli on that host, with
+    ``--askpass`` when it requires a password); for both,
     ``<name>.address``, the private address of the (first) host in ``hosts`` that runs it, in
-    brackets when it is IPv6 so it fits a URL (127.0.0.1 without ``hosts``), e.g.
+    brackets when it is IPv6 so it fits a URL (127.0.0.1 without ``hosts`` or with one host), e.g.
     ``redis://${redis.address}:6379/0``
     (`infinity` or e.g. `90s`, in TimeoutStopSec='s notation); per healthcheck
     ``<name>.command`` (the bare command) and ``<name>.run`` (as the service user with the
@@ -123,11 +129,18 @@ def facts_of(spec: Spec) -> Mapping[str, str]:
             out[f"{name}.logrotate"] = layout.logrotate_path(svc.unit)
             if svc.logs.policy in spec.log_policies:
                 out[f"{name}.rotate"] = str(spec.log_policies[svc.logs.policy].rotate)
-    for name, hosts in placement(spec).items():
+    for name, hosts in placement(spec).items() if len(spec.hosts) > 1 else ():  # one host: loopback
         address = spec.hosts[hosts[0]].address
         out[f"{name}.address"] = f"[{address}]" if ":" in address else address
     for name in (*spec.services, *spec.external_units):
         out.setdefault(f"{name}.address", "127.0.0.1")
+    for rv in redis_views(spec):
+        out[f"{rv.name}.conf"] = rv.conf_path
+        out[f"{rv.name}.rdb"] = rv.rdb_path
+        out[f"{rv.name}.aof"] = rv.aof_name
+        out[f"{rv.name}.port"] = str(rv.r.port)
+        port = f" -p {rv.r.port}" if rv.r.port != DEFAULT_PORT else ""
+        out[f"{rv.name}.cli"] = f"redis-cli{port}" + (" --askpass" if rv.credential else "")
     for name, ext in spec.external_units.items():
         out[f"{name}.unit"] = f"{ext.unit}.service"
         out[f"{name}.restart_policy"] = ext.restart.policy

@@ -25,6 +25,7 @@ from .docmodels import (
     Principle,
     Scenario,
 )
+from .redisconf import RedisSettings
 from .runners import DramatiqRunner, Runner, UvicornRunner
 from .spectypes import (
     LINE_BREAKING,
@@ -283,24 +284,32 @@ class Service(_Model):
 
 
 class ExternalUnit(_Model):
-    """A unit the system provides (e.g. Debian's redis-server.service); zachot-gen only refers to it."""
+    """A unit the system provides (e.g. Debian's redis-server.service). zachot-gen refers to it, and
+    with ``redis`` set configures it: an instance of Debian's ``redis-server@.service`` whose config
+    and drop-in the tree writes (generator/redisconf.py)."""
 
     title: Text
-    unit: Name
-    """Unit name without `.service`."""
+    unit: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}(@[a-z0-9][a-z0-9_-]{0,62})?$")]
+    """Unit name without `.service`; an instance of a template unit is `name@instance`
+    (e.g. `redis-server@zachot`)."""
     provided_by: Text
     """Where the unit file comes from (a package), in words for the docs."""
     package: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9+.-]+$")] | None = None
     """The Debian package that provides it (e.g. `redis-server`): the install step installs it on
     the hosts that run this unit. Null: nothing to install."""
     restart: Restart
-    """Its restart settings as packaged, used to derive the failure matrix."""
+    """Its restart settings as packaged (with ``redis``: as the tree's drop-in sets them), used to
+    derive the failure matrix."""
     stop_timeout_sec: StopTimeout | None = None
     """TimeoutStopSec= as packaged (seconds), or `infinity` when systemd never sends the final
-    SIGKILL (systemd.service(5); the packaged `TimeoutStopSec=0` means the same). Quoted in
-    prose as ``${<name>.stop_timeout}``."""
-    persistence: Text
-    """What survives a restart of it (e.g. Redis RDB/AOF settings)."""
+    SIGKILL (systemd.service(5); the packaged `TimeoutStopSec=0` means the same); with ``redis``,
+    what the drop-in sets, which must be finite. Quoted in prose as ``${<name>.stop_timeout}``."""
+    persistence: Text | None = None
+    """What survives a restart of it, in words (e.g. Redis RDB/AOF settings as packaged). Derived,
+    and so not written, when ``redis`` is set."""
+    redis: RedisSettings | None = None
+    """Set: the tree configures this Redis (config file and drop-in; generator/redisconf.py), and the
+    failure matrix's data-loss column for it is derived from these settings."""
 
 
 class LogPolicy(_Model):

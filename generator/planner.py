@@ -28,6 +28,8 @@ from .models import (
     Spec,
     Stop,
 )
+from .redisconf import CREDENTIAL, LossFact, data_loss
+from .redisplan import RedisView, redis_views
 from .runners import exec_start
 from .semantics import AutoAction, auto_action, crash_loop_seconds, max_failed_start_seconds
 from .target import systemd_version
@@ -116,6 +118,9 @@ class ScenarioView:
     action: AutoAction | None
     healthcheck: HealthcheckView | None
     event: str | None = None
+    loss: LossFact | None = None
+    """The data-loss claim derived from a configured Redis's settings (generator/redisconf.py);
+    None: the spec's ``data_loss`` is shown."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +179,8 @@ class Plan:
     for the user that writes it, so ``ReadWritePaths=`` never names a missing path."""
     rotate_as: tuple[str, str] = ("root", "root")
     """logrotate's ``su`` user and group (:func:`generator.accounts.rotation_identity`)."""
+    redis: list[RedisView] = field(default_factory=list)
+    """Every Redis the tree configures (config file and drop-in)."""
 
 
 def _unit_file(spec: Spec, name: str) -> str:
@@ -250,7 +257,11 @@ def _derived(spec: Spec, units: dict[str, UnitFacts]) -> tuple[MatrixView, dict[
             events += ["condition_skip", "condition_error"]
         if svc and svc.requires:
             events.append("dependency_stopped")
-        out[name] = [ScenarioView(None, auto_action(e, facts.restart, facts.stop), None, e) for e in events]
+        r = facts.external.redis if facts.external else None
+        out[name] = [
+            ScenarioView(None, auto_action(e, facts.restart, facts.stop), None, e, data_loss(r, e) if r else None)
+            for e in events
+        ]
     return MatrixView(False, comps, [], []), out
 
 
@@ -266,12 +277,14 @@ def _scenarios(
     out: dict[str, list[ScenarioView]] = {c: [] for c in fm.components}
     for sc in fm.scenarios:
         unit_name = fm.components[sc.component].unit
-        action = None
+        action, loss = None, None
         if unit_name is not None and sc.event is not None:
             facts = units[unit_name]
             action = auto_action(sc.event, facts.restart, facts.stop)
+            ext = spec.external_units.get(unit_name)
+            loss = data_loss(ext.redis, sc.event) if ext and ext.redis else None
         hc = hcs[sc.healthcheck.check] if sc.healthcheck else None
-        out[sc.component].append(ScenarioView(sc, action, hc, sc.event))
+        out[sc.component].append(ScenarioView(sc, action, hc, sc.event, loss))
     return view, out
 
 
@@ -322,18 +335,24 @@ def _artifacts(p: Plan) -> list[Artifact]:
                     params,
                 )
             )
-    purpose = "tmpfiles" if any(sv.log_files for sv in p.services) else "tmpfiles_env"
-    arts.append(Artifact(f"{root}{layout.tmpfiles_path(name)}", "tmpfiles/tmpfiles.conf.j2", {}, purpose))
-    arts.append(
-        Artifact(
-            f"{root}{layout.sysusers_path(name)}",
-            "sysusers/sysusers.conf.j2",
-            {},
-            "sysusers",
-            {"user": ", ".join(a.name for a in p.accounts.users)},
+    for rv in p.redis:
+        ctx = {"v": rv, "credential_name": CREDENTIAL}
+        unit = {"unit": rv.unit_file}
+        arts.append(Artifact(f"{root}{rv.conf_path}", "redis/redis.conf.j2", ctx, "redis_conf", unit))
+        arts.append(Artifact(f"{root}{rv.dropin_path}", "systemd/redis-dropin.conf.j2", ctx, "redis_dropin", unit))
+    if p.services:  # a host that runs only a configured Redis has no account, logs or env file of the project
+        purpose = "tmpfiles" if any(sv.log_files for sv in p.services) else "tmpfiles_env"
+        arts.append(Artifact(f"{root}{layout.tmpfiles_path(name)}", "tmpfiles/tmpfiles.conf.j2", {}, purpose))
+        arts.append(
+            Artifact(
+                f"{root}{layout.sysusers_path(name)}",
+                "sysusers/sysusers.conf.j2",
+                {},
+                "sysusers",
+                {"user": ", ".join(a.name for a in p.accounts.users)},
+            )
         )
-    )
-    arts.append(Artifact(layout.env_example(spec.project.env_file), "env/env.example.j2", {}, "env_example"))
+        arts.append(Artifact(layout.env_example(spec.project.env_file), "env/env.example.j2", {}, "env_example"))
     for doc in ("README.md", "failure_matrix.md", "backup_recovery.md"):
         arts.append(Artifact(layout.docs_file(doc), f"docs/{doc}.j2", {}, "doc"))
     return arts
@@ -384,6 +403,7 @@ def plan(spec: Spec) -> Plan:
     p.accounts = sysusers(spec)
     p.state_dirs = _state_dirs(spec)
     p.rotate_as = rotation_identity(spec)
+    p.redis = redis_views(spec)
     p.artifacts = _artifacts(p)
     p.backup_derived = _derived_backup(p)
     p.backup_paths = _backup_paths(p)

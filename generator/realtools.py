@@ -90,10 +90,16 @@ def _exec_programs(unit_text: str) -> set[str]:
 def _unit_root(p: Plan, files: dict[str, str], root: Path) -> list[str]:
     """Lay out a root for systemd-analyze; returns the unit paths (inside the root) to check."""
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    lib = root / "usr/lib/systemd/system"
+    programs = {"/usr/bin/true"}
     for ext in p.spec.external_units.values():
-        for stale in (root / "usr/lib/systemd/system").glob(f"{ext.unit}*"):
+        template = lib / f"{ext.unit.partition('@')[0]}@.service"
+        if ext.redis is not None and template.exists():  # the packaged template, checked with our drop-in
+            programs |= _exec_programs(template.read_text())
+            continue
+        for stale in lib.glob(f"{ext.unit}*"):
             stale.unlink()
-        (root / "usr/lib/systemd/system" / f"{ext.unit}.service").write_text(
+        (lib / f"{ext.unit}.service").write_text(
             f"[Unit]\nDescription=stub of {ext.unit} for verification\n\n[Service]\nExecStart=/usr/bin/true\n"
         )
     units = []
@@ -102,12 +108,14 @@ def _unit_root(p: Plan, files: dict[str, str], root: Path) -> list[str]:
             target = root / rel.removeprefix("root/")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
-            units.append("/" + rel.removeprefix("root/"))
-            for program in _exec_programs(text) | {"/usr/bin/true"}:
-                stub = root / program.lstrip("/")
-                stub.parent.mkdir(parents=True, exist_ok=True)
-                stub.write_text("#!/bin/sh\nexit 0\n")
-                stub.chmod(0o755)
+            dropin_of = target.parent.name.removesuffix(".d") if target.parent.name.endswith(".d") else None
+            units.append(dropin_of or "/" + rel.removeprefix("root/"))  # a drop-in: check the unit it changes
+            programs |= _exec_programs(text)
+    for program in programs:
+        stub = root / program.lstrip("/")
+        stub.parent.mkdir(parents=True, exist_ok=True)
+        stub.write_text("#!/bin/sh\nexit 0\n")
+        stub.chmod(0o755)
     return sorted(units)
 
 
@@ -131,7 +139,8 @@ def verify_units(p: Plan, files: dict[str, str], workdir: Path) -> list[ToolFind
         lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
         if proc.returncode != 0 and not lines:
             lines = [f"exit code {proc.returncode}"]
-        findings += [ToolFinding("root" + unit, "systemd-analyze verify", ln.replace(str(root), "")) for ln in lines]
+        where = unit if unit.startswith("/") else f"/etc/systemd/system/{unit}.d/"
+        findings += [ToolFinding("root" + where, "systemd-analyze verify", ln.replace(str(root), "")) for ln in lines]
     return findings
 
 

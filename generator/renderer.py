@@ -58,7 +58,8 @@ def combined_manifest(plans: dict[str, Plan]) -> str:
 def apt_packages(p: Plan) -> list[str]:
     """What the install step installs with apt-get on this tree's host: git and python3-venv for
     the code and the venv, the external units' packages, logrotate when logs go to files."""
-    packages = ["git", "python3-venv", *(e.package for e in p.spec.external_units.values() if e.package)]
+    packages = ["git", "python3-venv"] if p.services else []
+    packages += [e.package for e in p.spec.external_units.values() if e.package]
     return packages + (["logrotate"] if any(sv.log_files for sv in p.services) else [])
 
 
@@ -77,6 +78,7 @@ def _shared_context(p: Plan, templates_dir: Path) -> dict[str, Any]:
         "units": p.units,
         "scenarios": p.scenarios,
         "artifacts": p.artifacts,
+        "redis": p.redis,
         "enable_units": p.enable_units,
         "backup_paths": p.backup_paths,
         "backup_derived": p.backup_derived,

@@ -71,6 +71,8 @@ def _validate_one(result: Build, scratch: Path, templates_dir: Path) -> Validati
         run = rotate_in_sandbox(result.plan.spec, sv.name, work, runs, templates_dir)
         out.findings += rotation_findings(run, f"root{sv.logrotate_path}")
         out.checked.append(f"logrotate -d, then -f on {runs} days: {sv.logrotate_path}")
+    if not result.plan.services:
+        return out  # a host running only a configured Redis: no account, folders or logs of ours
     (scratch / "system").mkdir()
     checked, found = check_system_files(result.plan, result.files, scratch / "system")
     out.checked += checked

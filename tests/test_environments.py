@@ -107,24 +107,25 @@ FLEET = SPEC_CASES["fleet"]
 def test_hosts_get_their_own_trees_and_only_local_dependencies() -> None:
     files = build_files(FLEET)
     trees = sorted({"/".join(p.split("/")[:2]) for p in files if p.count("/") > 2})
-    assert trees == ["production/api1", "production/api2", "production/work1", "staging/app1"]  # redis1 runs no unit of ours
+    assert trees == ["production/api1", "production/api2", "production/redis1", "production/work1", "staging/app1"]
     staging = files["staging/app1/root/etc/systemd/system/shop-api.service"]
     production = files["production/api1/root/etc/systemd/system/shop-api.service"]
-    assert "After=redis-server.service\nWants=redis-server.service\n" in staging
+    assert "After=redis-server@shop.service\nWants=redis-server@shop.service\n" in staging
     assert "redis-server" not in production  # Redis runs on redis1: systemd on api1 cannot order or start it
     assert "shop-worker" not in " ".join(p for p in files if p.startswith("production/api1/"))
     # the Redis URL example follows where Redis runs (${redis.address})
-    assert "SHOP_REDIS_URL=redis://10.0.1.31:6379/0" in files["production/work1/env/shop.env.example"]
-    assert "SHOP_REDIS_URL=redis://10.0.0.5:6379/0" in files["staging/app1/env/shop.env.example"]
+    assert ("SHOP_REDIS_URL='redis://:<password from /etc/shop/redis-auth.conf on redis1>@10.0.1.31:6379/0'"
+            in files["production/work1/env/shop.env.example"])
+    assert "SHOP_REDIS_URL=redis://127.0.0.1:6379/0" in files["staging/app1/env/shop.env.example"]  # one host
     assert "build/production/api2/root/etc/systemd/system/shop-api.service" in files["production/api2/docs/README.md"]
     rows = {ln.split("\t")[0].split("/root/")[0] for ln in files["manifest.tsv"].splitlines()[2:]}
-    assert rows == {"production/api1", "production/api2", "production/work1", "staging/app1"}
+    assert rows == {"production/api1", "production/api2", "production/redis1", "production/work1", "staging/app1"}
     overview = [ln for ln in files["production/hosts.md"].splitlines() if ln.startswith("| `")]
     assert overview == [
         "| `api1` | `10.0.1.11` | api | `build/production/api1/` |",
         "| `api2` | `10.0.1.12` | api | `build/production/api2/` |",
         "| `work1` | `10.0.1.21` | worker | `build/production/work1/` |",
-        "| `redis1` | `10.0.1.31` | redis | nothing of the tree (external units only) |",
+        "| `redis1` | `10.0.1.31` | redis | `build/production/redis1/` |",
     ]
 
 
@@ -185,4 +186,4 @@ def test_hosts_of_an_environment_replace_the_base_hosts(tmp_path: Path) -> None:
     base.write_text(base.read_text() + "\nhosts:\n  solo: {address: 10.9.9.9, runs: [api, worker, redis]}\n")
     files = build_files(spec)
     assert not [p for p in files if "/solo/" in p]  # each environment's hosts are its own
-    assert "redis://10.0.1.31:6379/0" in files["production/api1/env/shop.env.example"]
+    assert "@10.0.1.31:6379/0" in files["production/api1/env/shop.env.example"]

@@ -147,8 +147,13 @@ class Drill:
         parts = [expected_action_text(self.sv)]
         if self.sv.sc.healthcheck:
             parts.append(f"hc→{self.sv.sc.healthcheck.exit}")
-        parts.append(f"loss {self.sv.sc.data_loss}")
+        parts.append(f"loss {self.doc_loss}")
         return "; ".join(parts)
+
+    @property
+    def doc_loss(self) -> str:
+        """The row's data-loss claim: derived from the Redis settings, or the spec's own."""
+        return self.sv.loss.value if self.sv.loss else str(self.sv.sc.data_loss)
 
     @property
     def observed(self) -> str:
@@ -168,7 +173,7 @@ class Drill:
 
     def check_loss(self, observed: str, detail: str) -> None:
         """Data-loss risk: observed No/Partial/Yes must not exceed the doc's risk."""
-        exp = str(self.sv.sc.data_loss)
+        exp = self.doc_loss
         self.check("data loss", exp, f"{observed} ({detail})", RISK_ORDER[observed] <= RISK_ORDER[exp])
 
     def note(self, text: str) -> None:

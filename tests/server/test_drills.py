@@ -278,16 +278,17 @@ def settings_default(name: str) -> Any:
 
 def _redis_killed(env: Env, d: Drill, sig: str) -> None:
     """Kill Redis' main process with ``sig``: once with everything running (auto-action and
-    detection), once with jobs waiting in the queue around an RDB snapshot (data loss)."""
+    detection), once with jobs waiting in the queue around an RDB snapshot, and once right after
+    100 jobs were enqueued (data loss: with AOF every one of them completes)."""
     s, r = env.s, env.s.redis()
-    save, aof = r.config_get("save")["save"], r.config_get("appendonly")["appendonly"]
+    live = {k: r.config_get(k)[k] for k in ("save", "appendonly", "appendfsync", "maxmemory-policy")}
     r.close()
     ext = env.f.unit("redis").external
-    doc = ext.persistence if ext else ""
-    m_save, m_aof = re.search(r"save ([0-9 ]+[0-9])", doc), re.search(r"appendonly (\w+)", doc)
-    want = f"appendonly {m_aof.group(1) if m_aof else '?'}, save {m_save.group(1) if m_save else '?'}"
-    d.check("persistence (spec: external_units.redis.persistence)", want, f"appendonly {aof}, save {save}",
-            want == f"appendonly {aof}, save {save}")
+    conf = ext.redis if ext else None
+    assert conf is not None, "the repo's Redis is configured by the tree (external_units.redis.redis)"
+    want = {"save": " ".join(f"{p.seconds} {p.changes}" for p in conf.save), "appendonly": "yes" if conf.appendonly else "no",
+            "appendfsync": conf.appendfsync, "maxmemory-policy": "noeviction"}
+    d.check("persistence (spec: external_units.redis.redis, the tree's config)", want, live, want == live)
     a = d.sv.action
     assert a is not None
     inflight = submit_job(s.http, 6, 0.5)
@@ -332,6 +333,21 @@ def _redis_killed(env: Env, d: Drill, sig: str) -> None:
     observed = "Partial" if kept and lost else ("Yes" if lost else "No")
     d.check_loss(observed, f"job queued before the last RDB snapshot {'kept' if kept else 'LOST'}, "
                            f"job queued after it {'lost' if lost else 'kept'}")
+    # The AOF drill: 100 jobs enqueued with the worker stopped, Redis killed at once after the last.
+    s.systemctl("stop", env.worker)
+    jobs = [submit_job(s.http, 1, 0) for _ in range(100)]
+    cur = s.journal_cursor()
+    env.kill(env.redis, sig)
+    restart_delay(env, cur, env.redis, 30)
+    wait_for(lambda: s.http.get("/readyz").status_code == 200, 30, "/readyz 200 again")
+    s.systemctl("start", env.worker)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and any((env.job(j) or {}).get("status") not in ("done", None) for j in jobs):
+        time.sleep(0.5)
+    done = sum((env.job(j) or {}).get("status") == "done" for j in jobs)
+    d.note(f"{sig} right after 100 jobs were enqueued: {done} of 100 completed")
+    d.check_loss("No" if done == 100 else ("Yes" if done == 0 else "Partial"),
+                 f"{done} of 100 jobs enqueued right before the kill completed")
 
 
 @row("redis", "crash")
