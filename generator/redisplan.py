@@ -44,12 +44,14 @@ class RedisView:
 
     @property
     def make_auth(self) -> str | None:
-        """The install step that creates the auth file once, root-only (0600), with a random
-        64-hex-digit password; None without ``auth_file``."""
+        """The install step that creates the auth file once, root-only (0600, its folder made 0700
+        if missing), with a random 64-hex-digit password; None without ``auth_file``."""
         if self.r.auth_file is None:
             return None
         path = shlex.quote(self.r.auth_file)
-        inner = f"umask 077; printf 'requirepass %s\\n' \"$(od -An -N32 -tx1 /dev/urandom | tr -d ' \\n')\" > {path}"
+        folder = shlex.quote(self.r.auth_file.rsplit("/", 1)[0] or "/")
+        password = "\"$(od -An -N32 -tx1 /dev/urandom | tr -d ' \\n')\""
+        inner = f"umask 077; mkdir -p {folder}; printf 'requirepass %s\\n' {password} > {path}"
         return f"sudo test -e {path} || sudo sh -c {shlex.quote(inner)}"
 
 

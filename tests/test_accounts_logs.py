@@ -52,7 +52,7 @@ def test_root_owned_group_writable_folder_rotates_as_root_and_its_group() -> Non
         assert "    su root shoplogs\n" in files[f"root/etc/logrotate.d/{unit}"]
     # the default stays: the folder and su are the project's user and group
     zachot = build_files(SPEC_CASES["zachot"])
-    assert "    su zachot zachot\n" in zachot["root/etc/logrotate.d/zachot-api"]
+    assert "    su zachot zachot\n" in zachot["staging/root/etc/logrotate.d/zachot-api"]
 
 
 def test_one_file_for_both_streams_and_the_journal() -> None:

@@ -16,7 +16,9 @@ from helpers import REPO, SPEC_CASES, run_cli, tree_bytes
 
 from generator import build_files, check, diff
 
-UNIT = "root/etc/systemd/system/zachot-api.service"
+TREE = "staging/"
+"""The repo spec's one-server environment (spec/env/staging.yaml): its tree is build/staging/."""
+UNIT = f"{TREE}root/etc/systemd/system/zachot-api.service"
 
 
 @pytest.fixture
@@ -56,17 +58,17 @@ def test_check_names_a_hand_edit_with_a_diff(built: Path) -> None:
 
 
 def test_check_names_a_missing_file(built: Path) -> None:
-    (built / "docs" / "failure_matrix.md").unlink()
+    (built / TREE / "docs" / "failure_matrix.md").unlink()
     result = run_cli("check", "--spec", REPO / "spec", "--build", built)
     assert result.returncode == 1
-    assert f"missing: {built}/docs/failure_matrix.md" in result.stdout
+    assert f"missing: {built}/{TREE}docs/failure_matrix.md" in result.stdout
 
 
 def test_check_names_a_stale_file(built: Path) -> None:
-    (built / "root/etc/systemd/system/zachot-old.service").write_text("[Unit]\n")
+    (built / TREE / "root/etc/systemd/system/zachot-old.service").write_text("[Unit]\n")
     result = run_cli("check", "--spec", REPO / "spec", "--build", built)
     assert result.returncode == 1
-    assert f"stale: {built}/root/etc/systemd/system/zachot-old.service" in result.stdout
+    assert f"stale: {built}/{TREE}root/etc/systemd/system/zachot-old.service" in result.stdout
 
 
 def test_check_treats_a_planted_symlink_as_changed(built: Path, tmp_path: Path) -> None:
@@ -131,9 +133,11 @@ def test_restart_delay_edit_changes_unit_and_matrix_together(zachot_spec: Path) 
     services.write_text(text.replace("delay_sec: 5\n", "delay_sec: 7\n"))
     after = build_files(zachot_spec)
     changed = {p for p in after if after[p] != before[p]}
-    assert changed == {UNIT, "docs/failure_matrix.md", "docs/README.md"}
+    api_trees = (TREE, "production/api1/", "production/api2/")  # every tree that runs the API
+    assert changed == {f"{t}{p}" for t in api_trees
+                       for p in ("root/etc/systemd/system/zachot-api.service", "docs/failure_matrix.md", "docs/README.md")}
     assert "RestartSec=7\n" in after[UNIT]
-    api_rows = after["docs/failure_matrix.md"].split("## API")[1].split("## Worker")[0]
+    api_rows = after[f"{TREE}docs/failure_matrix.md"].split("## API")[1].split("## Worker")[0]
     assert "Перезапуск через 7 с (Restart=on-failure, RestartSec=7s)" in api_rows
     assert "через 5 с" not in api_rows
 
@@ -251,10 +255,8 @@ def test_server_tests_read_the_manifest_rows_without_the_header(built: Path, mon
     monkeypatch.syspath_prepend(str(REPO / "tests" / "server"))
     testserver = importlib.import_module("testserver")
     rows = testserver.read_manifest(built / "manifest.tsv")
-    assert [r["build_path"] for r in rows] == sorted(
-        (p.relative_to(built).as_posix() for p in (built / "root").rglob("*") if p.is_file()),
-        key=[r["build_path"] for r in rows].index,
-    )
+    installed = [p.relative_to(built).as_posix() for p in built.rglob("*") if p.is_file() and "/root/" in p.as_posix()]
+    assert sorted(r["build_path"] for r in rows) == sorted(installed)
     assert all(set(r) == {"build_path", "server_path", "owner", "group", "mode"} for r in rows)
     assert all(r["server_path"].startswith("/") and not r["build_path"].startswith("#") for r in rows)
 
@@ -314,11 +316,11 @@ def test_check_names_the_manifest_when_its_mode_changed(built: Path) -> None:
 
 def test_check_names_an_empty_folder(built: Path) -> None:
     (built / "extra").mkdir()
-    (built / "root/etc/empty/deeper").mkdir(parents=True)
+    (built / TREE / "root/etc/empty/deeper").mkdir(parents=True)
     result = run_cli("check", "--spec", REPO / "spec", "--build", built)
     assert result.returncode == 1, result.stdout
     assert f"stale: {built}/extra/ (folder)\n" in result.stdout
-    assert f"stale: {built}/root/etc/empty/ (folder)\n" in result.stdout
+    assert f"stale: {built}/{TREE}root/etc/empty/ (folder)\n" in result.stdout
     assert "deeper" not in result.stdout  # the topmost folder names it
     assert run_cli("render", "--spec", REPO / "spec", "--build", built).returncode == 0
     assert not (built / "extra").exists()

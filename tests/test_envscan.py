@@ -6,6 +6,7 @@ The app is a real folder of Python files (parsed with ast, never imported); the 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from helpers import REPO, SPEC_CASES, line_of, run_cli
@@ -85,9 +86,7 @@ def test_declaring_them_passes(tmp_path: Path) -> None:
 def test_zachot_spec_declares_what_the_app_reads(tmp_path: Path) -> None:
     """Dropping one declaration from the repo's spec is caught at the line that reads it."""
     spec = tmp_path / "spec"
-    spec.mkdir()
-    for f in (REPO / "spec").iterdir():
-        (spec / f.name).write_text(f.read_text())
+    shutil.copytree(REPO / "spec", spec)
     project = (spec / "project.yaml").read_text().replace("source: ..", f"source: {REPO}")
     start = project.index("    ZACHOT_SSE_KEEPALIVE_SECONDS:")
     end = project.index("    ZACHOT_USER:")

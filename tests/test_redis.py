@@ -76,7 +76,7 @@ def _wait(client: redis.Redis, proc: subprocess.Popen[bytes]) -> None:
 
 
 def test_the_repo_config_is_what_real_redis_runs(tmp_path: Path) -> None:
-    conf = (REPO / "build/root/etc/redis/redis-zachot.conf").read_text()
+    conf = (REPO / "build/staging/root/etc/redis/redis-zachot.conf").read_text()
     assert "\nbind 127.0.0.1\n" in conf and "include" not in conf  # one host: loopback, no password
     proc, port = _run_redis(conf, tmp_path)
     try:
@@ -138,8 +138,8 @@ def test_a_host_running_only_redis_gets_a_tree_with_its_runbook() -> None:
 def test_the_auth_step_writes_a_root_only_password(tmp_path: Path) -> None:
     readme = build_tree(FLEET).files["production/redis1/docs/README.md"]
     step = next(ln for ln in readme.splitlines() if ln.startswith("sudo test -e /etc/shop/redis-auth.conf"))
-    target = tmp_path / "auth.conf"
-    cmd = step.replace("sudo ", "").replace("/etc/shop/redis-auth.conf", str(target))
+    target = tmp_path / "etc-shop" / "auth.conf"  # its folder does not exist yet, as on a fresh Redis host
+    cmd = step.replace("sudo ", "").replace("/etc/shop/redis-auth.conf", str(target)).replace("/etc/shop", str(target.parent))
     subprocess.run(["sh", "-c", cmd], check=True)
     text = target.read_text()
     assert text.startswith("requirepass ") and len(text.split()[1]) == 64 and text.endswith("\n")
@@ -199,7 +199,7 @@ def test_a_data_loss_claim_that_contradicts_the_settings_is_refused(zachot_spec:
 
 
 def test_the_matrix_derives_data_loss_from_the_settings(zachot_spec: Path) -> None:
-    matrix = (REPO / "build/docs/failure_matrix.md").read_text()
+    matrix = (REPO / "build/staging/docs/failure_matrix.md").read_text()
     crash = next(ln for ln in matrix.splitlines() if ln.startswith("| Процесс Redis упал"))
     assert "**Нет** — AOF включён" in crash
     # The same spec with AOF off: the derived claim follows (RDB snapshots only: Partial).

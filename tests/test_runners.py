@@ -8,12 +8,13 @@ is found in the edited text, so a message located elsewhere fails.
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 from helpers import REPO, SPEC_CASES, edited_spec, line_of, run_cli
 
-from generator import build_files
+from generator import build, build_files
 
 
 def _spec_with(tmp_path: Path, old: str, new: str) -> tuple[Path, str]:
@@ -50,15 +51,13 @@ def test_uvicorn_workers_and_gunicorn_ipv6_bind(tmp_path: Path) -> None:
     )
     assert '--bind "[::1]:8080" ' in _exec_start(build_files(spec), "ledger-api")
     zachot = (REPO / "spec" / "services.yaml").read_text()
-    one = _exec_start(build_files(REPO / "spec"), "zachot-api")
+    one = _exec_start(build(REPO / "spec", env="staging").files, "zachot-api")
     assert "--workers" not in one  # the default of 1 adds nothing: today's unit unchanged
     copy = tmp_path / "zachot"
-    copy.mkdir()
-    for f in (REPO / "spec").iterdir():
-        (copy / f.name).write_text(f.read_text())
+    shutil.copytree(REPO / "spec", copy)
     (copy / "project.yaml").write_text((copy / "project.yaml").read_text().replace("source: ..", f"source: {REPO}"))
     (copy / "services.yaml").write_text(zachot.replace("      port: 8000\n", "      port: 8000\n      workers: 4\n"))
-    assert "--port 8000 --workers 4 --timeout-graceful-shutdown 20" in _exec_start(build_files(copy), "zachot-api")
+    assert "--port 8000 --workers 4 --timeout-graceful-shutdown 20" in _exec_start(build(copy, env="staging").files, "zachot-api")
 
 
 # (case id, old, new, marker on the reported line, dotted path, message regex)

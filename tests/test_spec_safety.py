@@ -175,7 +175,7 @@ def test_project_folders_of_other_shapes_are_accepted(work: Path) -> None:
     project.write_text(text.replace("/opt/zachot/envs/prod/etc/zachot.env", "/etc/zachot/zachot.env"))
     result = CliRunner().invoke(main, ["render"])
     assert result.exit_code == 0, result.output
-    tmpfiles = (work / "build/root/etc/tmpfiles.d/zachot.conf").read_text()
+    tmpfiles = (work / "build/staging/root/etc/tmpfiles.d/zachot.conf").read_text()
     assert "d /var/log/zachot 0750 zachot zachot -" in tmpfiles
     assert "d /etc/zachot 0750 root zachot -" in tmpfiles
 

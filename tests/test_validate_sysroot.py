@@ -67,10 +67,15 @@ def test_validate_prints_what_it_checked() -> None:
     result = run_cli("validate", "--spec", REPO / "spec")
     assert result.returncode == 0, result.stderr
     assert (
-        "checked  systemd-sysusers --root=<scratch>: /etc/sysusers.d/zachot.conf created user zachot" in result.stdout
+        "checked  staging: systemd-sysusers --root=<scratch>: /etc/sysusers.d/zachot.conf created user zachot"
+        in result.stdout
     )
-    assert "checked  systemd-tmpfiles --create --root=<scratch>: /etc/tmpfiles.d/zachot.conf" in result.stdout
-    assert "checked  owners in tmpfiles.d, logrotate su/create exist" in result.stdout
+    assert "checked  staging: systemd-tmpfiles --create --root=<scratch>: /etc/tmpfiles.d/zachot.conf" in result.stdout
+    assert "checked  staging: owners in tmpfiles.d, logrotate su/create exist" in result.stdout
+    # every tree of every environment is checked; the Redis-only host has no account or folder of ours
+    for host in ("api1", "api2", "worker1"):
+        assert f"checked  production/{host}: systemd-sysusers --root=<scratch>" in result.stdout
+    assert "checked  production/redis1: systemd-analyze verify: redis-server@zachot.service.d/zachot.conf" in result.stdout
 
 
 def test_minimal_base_without_base_passwd_passes(tmp_path: Path) -> None:
@@ -259,7 +264,7 @@ def test_validate_exits_1_on_a_tampered_template(tmp_path: Path) -> None:
     result = run_cli("validate", "--spec", REPO / "spec", "--templates", templates)
     assert result.returncode == 1, result.stdout + result.stderr
     assert (
-        "FAIL     root/etc/tmpfiles.d/zachot.conf: tmpfiles result: hands /var/log to d zachot:zachot 0750"
+        "FAIL     staging/root/etc/tmpfiles.d/zachot.conf: tmpfiles result: hands /var/log to d zachot:zachot 0750"
         in result.stderr
     )
 

@@ -5,7 +5,7 @@
     .venv/bin/python scripts/server/serverctl.py shell     # deploy a fresh server, open a shell in it
     .venv/bin/python scripts/server/serverctl.py clean     # remove the cache
 
-`shell` boots a throwaway server with zachot installed by the runbook of build/docs/README.md and
+`shell` boots a throwaway server with zachot installed by the runbook of build/staging/docs/README.md and
 runs bash inside it (nsenter); exiting the shell powers it off and removes it. Run as root.
 """
 
@@ -41,11 +41,11 @@ def main() -> int:
     subprocess.run([str(REPO / "scripts/server/install-host-deps.sh")], check=True)
     timings: dict[str, float] = {}
     if args.command == "prepare":
-        runbook = ts.parse_runbook((REPO / "build/docs/README.md").read_text())
+        runbook = ts.parse_runbook((REPO / ts.STAGING / "docs/README.md").read_text())
         base, key = ts.ensure_base(timings, runbook.apt_packages)
         print(f"base root: {base}\nvenv layer: {ts.ensure_venv(base, key, runbook, timings)}")
         return 0
-    facts = server_support.Facts(build(REPO / "spec"))
+    facts = server_support.Facts(build(REPO / "spec", env="staging"))
     with server_support.deploy(facts, timings) as dep:
         s = dep.server
         print(f"\nserver up (container PID 1 = host PID {s.leader}); root {s.root}\n"

@@ -20,7 +20,7 @@ from test_app_api import check_sequence, create_job, read_events
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-UNITS = REPO / "build/root/etc/systemd/system"
+UNITS = REPO / "build/staging/root/etc/systemd/system"  # the one-server environment
 
 
 def _exec(unit: str, key: str) -> list[str]:

@@ -6,7 +6,7 @@ them is explicit: ``ZACHOT_SKIP_SERVER=1`` (or deselect with ``-m "not server"``
 
 The session fixture :func:`deployment` builds (or reuses) the cached Debian root and venv
 (:mod:`testserver`), copies the checkout to the repo path the spec names, writes the env file,
-boots the server and runs the install runbook of build/docs/README.md inside it, verbatim.
+boots the server and runs the install runbook of build/staging/docs/README.md inside it, verbatim.
 Expected behaviour comes from the generator's own plan (``generator.build(spec).plan``), never
 from numbers written here. After the run a table of the drills is printed.
 """
@@ -50,7 +50,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def facts() -> Facts:
-    return Facts(build(REPO / "spec"))
+    return Facts(build(REPO / "spec", env="staging"))  # the environment the server tests install
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import testserver as ts
-from testserver import REPO, Runbook, Server, ServerError, log, wait_for
+from testserver import REPO, STAGING, Runbook, Server, ServerError, log, wait_for
 
 from generator import Build, Tree, render_to
 from generator.i18n import Catalog, load_catalog
@@ -326,8 +326,8 @@ def deploy(facts: Facts, timings: dict[str, float]) -> Iterator[Deployment]:
     """Build/reuse the caches, boot a fresh server and install zachot by the runbook; yields the
     :class:`Deployment`; powers the server off and removes its root afterwards."""
     t_start = time.monotonic()
-    runbook = ts.parse_runbook((REPO / "build/docs/README.md").read_text())
-    manifest = ts.read_manifest(REPO / "build/manifest.tsv")
+    runbook = ts.parse_runbook((REPO / STAGING / "docs/README.md").read_text())
+    manifest = ts.read_manifest(REPO / STAGING / "manifest.tsv")
     project = facts.project
     api = facts.service("api").svc.runner
     with booted_server(runbook, project.repo, api.port, timings) as (server, env_lines):

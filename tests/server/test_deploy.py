@@ -1,4 +1,4 @@
-"""Deployment on a booted Debian 12 server, installed by the runbook of build/docs/README.md.
+"""Deployment on a booted Debian 12 server, installed by the runbook of build/staging/docs/README.md.
 
 Checks what static tests cannot: the units start, hardening leaves the app working, the logs
 and their rotation behave as the docs say, and everything comes back after a reboot.
@@ -13,7 +13,7 @@ from datetime import date, timedelta
 
 import pytest
 from server_support import Deployment, wait_services_up
-from testserver import REPO, SseFollower, job_status, log, submit_job, wait_for
+from testserver import REPO, STAGING, SseFollower, job_status, log, submit_job, wait_for
 
 from generator.filters import env_file_value
 from generator.layout import env_example
@@ -48,14 +48,14 @@ def test_env_file_has_what_the_person_typed_and_the_documented_owner_and_mode(de
 
 
 def test_systemd_reads_the_env_example_and_every_quoting_form_as_written(deployment: Deployment) -> None:
-    """The runbook installed build/env/<name>.example before the person edited it; systemd's own
+    """The runbook installed build/staging/env/<name>.example before the person edited it; systemd's own
     EnvironmentFile= parser (systemd-run) must read that example, and values quoted by
     generator/filters.py's env_file_value, exactly as the spec wrote them."""
     s, p = deployment.server, deployment.facts.project
     values = {"ZT_PLAIN": "redis://127.0.0.1:6379/0", "ZT_SPACES": " two  words ", "ZT_EMPTY": "",
               "ZT_SHELLY": "it's $HOME \"x\" \\ `y` #z", "ZT_HASH": "a#b", "ZT_UTF8": "ключ 100%"}
     text = "".join(f"{k}={env_file_value(v)}\n" for k, v in values.items())
-    example = (REPO / "build" / env_example(p.env_file)).read_text()
+    example = (REPO / STAGING / env_example(p.env_file)).read_text()
     for name, body in (("quoted", text), ("example", example)):
         s.run(["tee", f"/run/zt-{name}.env"], input=body)
         r = s.run(["systemd-run", "--quiet", "--wait", "--pipe", "-p", f"EnvironmentFile=/run/zt-{name}.env",
@@ -69,7 +69,7 @@ def test_systemd_reads_the_env_example_and_every_quoting_form_as_written(deploym
 
 
 def test_runbook_installs_every_manifest_file_with_its_owner_group_mode(deployment: Deployment) -> None:
-    """Every row of build/manifest.tsv has an `install` line with the same source, owner, group and
+    """Every row of build/staging/manifest.tsv has an `install` line with the same source, owner, group and
     mode, and on the server the file has exactly those and the bytes of build/."""
     lines = _install_lines(deployment)
     problems = []
@@ -80,13 +80,13 @@ def test_runbook_installs_every_manifest_file_with_its_owner_group_mode(deployme
             continue
         opts = {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i] in ("-m", "-o", "-g")}
         want = {"-m": row["mode"], "-o": row["owner"], "-g": row["group"]}
-        if opts != want or argv[-2] != f"build/{row['build_path']}":
+        if opts != want or argv[-2] != f"{STAGING}/{row['build_path']}":
             problems.append(f"{row['server_path']}: runbook {' '.join(argv)} vs manifest {row}")
         owner, group, mode, _ = deployment.server.file_stat(row["server_path"])
         if (owner, group, mode) != (row["owner"], row["group"], row["mode"]):
             problems.append(f"{row['server_path']}: on the server {owner}:{group} {mode}, manifest {row}")
-        if deployment.server.read(row["server_path"]) != (REPO / "build" / row["build_path"]).read_bytes():
-            problems.append(f"{row['server_path']}: content differs from build/{row['build_path']}")
+        if deployment.server.read(row["server_path"]) != (REPO / STAGING / row["build_path"]).read_bytes():
+            problems.append(f"{row['server_path']}: content differs from {STAGING}/{row['build_path']}")
     extra = set(lines) - {r["server_path"] for r in deployment.manifest}
     if extra:
         problems.append(f"installed by the runbook but not in the manifest: {sorted(extra)}")
@@ -112,11 +112,11 @@ def test_services_are_active_and_enabled_after_install(deployment: Deployment) -
 
 def _doc_manual_command(deployment: Deployment, script_path: str) -> str:
     """The README's manual-run command (```bash block with systemd-run) for ``script_path``."""
-    readme = (REPO / "build/docs/README.md").read_text()
+    readme = (REPO / STAGING / "docs/README.md").read_text()
     for block in re.findall(r"```bash\n(.*?)```", readme, flags=re.S):
         if "systemd-run" in block and script_path in block:
             return block.strip()
-    raise AssertionError(f"no systemd-run command for {script_path} in build/docs/README.md")
+    raise AssertionError(f"no systemd-run command for {script_path} in {STAGING}/docs/README.md")
 
 
 def run_doc_manual_command(deployment: Deployment, script_path: str) -> tuple[int, str]:

@@ -1,4 +1,4 @@
-"""Failure drills: every row of build/docs/failure_matrix.md reproduced on the booted server.
+"""Failure drills: every row of build/staging/docs/failure_matrix.md reproduced on the booted server.
 
 Each test is named after its row and takes the expectation from the generator's plan
 (``ScenarioView.action`` = the doc's "systemd auto-action", ``sc.healthcheck.exit`` = detection,

@@ -47,6 +47,9 @@ import httpx
 import redis
 
 REPO = Path(__file__).resolve().parents[2]
+STAGING = "build/staging"
+"""The repo spec's one-server environment: the tree the server tests install and drill (its runbook
+names build/staging/root/...); spec/env/staging.yaml."""
 HERE = Path(__file__).resolve().parent
 CACHE_DIR = Path(os.environ.get("ZACHOT_SERVER_CACHE", "/var/cache/zachot-test-server"))
 WORK_DIR = Path(os.environ.get("ZACHOT_SERVER_WORKDIR", "/var/tmp"))
