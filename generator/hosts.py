@@ -4,7 +4,7 @@ and the slice of the spec each host installs.
 ``hosts`` (usually written in an environment's overlay) names each host, its private address
 and what it ``runs``. A host's slice (:func:`host_spec`) keeps its own services, their
 healthchecks and log policies, the external units it runs, and the failure-matrix rows about
-them; ``After=``/``Wants=``/``Requires=`` keep only units on the same host, because systemd
+them (a row's healthcheck signal only where that healthcheck runs); ``After=``/``Wants=``/``Requires=`` keep only units on the same host, because systemd
 orders and starts units of its own machine only (systemd.unit(5)): a ``Wants=redis-server.service``
 on a host without Redis would start nothing there, or a Redis nobody configured. A spec without
 ``hosts`` is one host running everything, as before.
@@ -75,8 +75,10 @@ def _matrix(fm: FailureMatrix | None, spec: Spec, on: set[str]) -> FailureMatrix
     rows = []
     for sc in fm.scenarios:
         comp = comps.get(sc.component)
-        if comp is None or (sc.healthcheck is not None and sc.healthcheck.check not in spec.healthchecks):
+        if comp is None:
             continue
+        if sc.healthcheck is not None and sc.healthcheck.check not in spec.healthchecks:
+            sc = sc.model_copy(update={"healthcheck": None})  # that healthcheck runs on another host
         if sc.event == "dependency_stopped" and comp.unit in spec.services and not spec.services[comp.unit].requires:
             continue  # what it requires runs on another host: systemd does not stop it here
         rows.append(sc)

@@ -223,3 +223,18 @@ def test_validate_checks_the_drop_in_against_the_packaged_template(tmp_path: Pat
     found = verify_units(b.plan, files, tmp_path / "bad")
     assert any(f.artifact == "root/etc/systemd/system/redis-server@zachot.service.d/" and "sometimes" in f.message
                for f in found), found
+
+
+def test_the_redis_host_of_production_keeps_every_redis_row_and_says_what_starts_it() -> None:
+    """On redis1 a stopped Redis is started by nothing of its own host, and rows whose healthcheck
+    signal comes from another host's healthcheck keep their row without that signal."""
+    files = build_tree(REPO / "spec").files
+    matrix = files["production/redis1/docs/failure_matrix.md"]
+    rows = [ln for ln in matrix.splitlines() if ln.startswith("| Redis") or ln.startswith("| Процесс Redis")]
+    assert len(rows) == 4, rows  # crash, OOM, stopped by the admin, hung
+    assert not any("worker_healthcheck.py" in r for r in rows)  # the worker's healthcheck runs on worker1
+    assert "**Запускается вместе с:** ничем на этом хосте" in matrix
+    staging = files["staging/docs/failure_matrix.md"]
+    assert "**Запускается вместе с:** zachot-api.service, zachot-worker.service (Wants=/Requires=" in staging
+    assert "bind 10.20.0.31 127.0.0.1\n" in files["production/redis1/root/etc/redis/redis-zachot.conf"]
+    assert "bind 127.0.0.1\n" in files["staging/root/etc/redis/redis-zachot.conf"]
