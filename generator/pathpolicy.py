@@ -151,8 +151,9 @@ def path_problems(spec: Spec) -> Iterator[Found]:
     """Every path of ``spec`` that breaks the policy, as ``(spec path, message)`` pairs.
 
     Checks ``project.root``; the folders the tree creates or hands over (``logs_dir``, the
-    env file's folder, each service's and healthcheck's ``hardening.writable_paths``); the
-    install targets of the docs (``venv``, ``repo``). Raises nothing.
+    env file's folder, each service's and healthcheck's ``hardening.writable_paths``, the folder of
+    a configured Redis's ``auth_file``); the install targets of the docs (``venv``, ``repo``).
+    Raises nothing.
     """
     p = spec.project
     base = ("project",)
@@ -174,6 +175,11 @@ def path_problems(spec: Spec) -> Iterator[Found]:
     for name, hc in spec.healthchecks.items():
         for i, w in enumerate(hc.hardening.writable_paths):
             dirs.append((("healthchecks", name, "hardening", "writable_paths", i), w, True, state))
+    for name, ext in spec.external_units.items():
+        if ext.redis is not None and ext.redis.auth_file is not None:  # the runbook creates its folder
+            auth = PurePosixPath(ext.redis.auth_file)
+            dirs.append((("external_units", name, "redis", "auth_file"), str(auth.parent), False,
+                         f"/etc/{p.name}/{auth.name}"))  # fmt: skip
     for where, path, writable, example in dirs:
         problem = project_dir_problem(path, p, example) or (_writable_holds_code(path, p) if writable else None)
         if problem:

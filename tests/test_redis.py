@@ -177,6 +177,9 @@ def test_a_remote_redis_the_tree_does_not_configure_is_refused(tmp_path: Path) -
     ("    unit: redis-server@shop\n", "    unit: redis-server\n", "external_units.redis.unit", "redis-server@shop"),
     ("    stop_timeout_sec: 60\n", "    stop_timeout_sec: 60\n    persistence: AOF\n", "persistence", "remove it"),
     ("      maxmemory: 512mb\n", "      maxmemory: lots\n", "maxmemory", "pattern"),
+    # Redis `include`s the file: a system file would fail its start and echo a line into the journal
+    ("      auth_file: /etc/shop/redis-auth.conf\n", "      auth_file: /etc/shadow\n", "redis.auth_file",
+     "/etc is a system folder"),
 ])
 def test_redis_settings_mistakes_are_located(tmp_path: Path, old: str, new: str, where: str, says: str) -> None:
     spec = _fleet(tmp_path, old, new)
