@@ -4,10 +4,11 @@ and the slice of the spec each host installs.
 ``hosts`` (usually written in an environment's overlay) names each host, its private address
 and what it ``runs``. A host's slice (:func:`host_spec`) keeps its own services, their
 healthchecks and log policies, the external units it runs, and the failure-matrix rows about
-them (a row's healthcheck signal only where that healthcheck runs); ``After=``/``Wants=``/``Requires=`` keep only units on the same host, because systemd
-orders and starts units of its own machine only (systemd.unit(5)): a ``Wants=redis-server.service``
-on a host without Redis would start nothing there, or a Redis nobody configured. A spec without
-``hosts`` is one host running everything, as before.
+them (a row's healthcheck signal only where that healthcheck runs); ``After=``/``Wants=``/
+``Requires=`` keep only units on the same host, because systemd orders and starts units of its
+own machine only (systemd.unit(5)): a ``Wants=redis-server.service`` on a host without Redis
+would start nothing there, or a Redis nobody configured. A spec without ``hosts`` is one host
+running everything, as before.
 """
 
 from __future__ import annotations
