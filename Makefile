@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 # fast mode for local iteration is `ZACHOT_SKIP_SERVER=1 make test` (they are reported skipped).
 PYTEST_ARGS ?=
 
-.PHONY: render test check validate lint server-test drill venv clean
+.PHONY: render test check validate lint server-test drill bench venv clean
 
 $(BIN)/zachot-gen: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,7 @@ validate: venv
 	$(BIN)/zachot-gen validate
 
 lint: venv
-	$(BIN)/ruff check generator app tests scripts
+	$(BIN)/ruff check generator app tests scripts bench
 	$(BIN)/mypy
 
 test: venv
@@ -38,7 +38,7 @@ test: venv
 	@if [ -z "$${ZACHOT_SKIP_SERVER:-}" ] || [ "$${ZACHOT_SKIP_SERVER}" = 0 ]; then ./scripts/server/install-host-deps.sh; fi
 	$(BIN)/zachot-gen check
 	$(BIN)/zachot-gen validate
-	$(BIN)/ruff check generator app tests scripts
+	$(BIN)/ruff check generator app tests scripts bench
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -53,6 +53,12 @@ drill: venv
 	./scripts/install-system-deps.sh
 	./scripts/server/install-host-deps.sh
 	$(BIN)/pytest -m server tests/server/test_drills.py
+
+# Speed and memory beside floors and peers, one run, one table (bench/README.md); BENCH_ARGS=--quick
+# only shows that it runs.
+BENCH_ARGS ?=
+bench: venv
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""zachot-gen's benchmarks: ``python -m bench`` (see bench/README.md)."""
