@@ -50,7 +50,8 @@ class Catalog:
 
 @functools.lru_cache(maxsize=8)
 def _parsed(text: str) -> object:
-    return yaml.safe_load(text)
+    # libyaml when PyYAML has it: the catalogs are the package's own files, read on every run
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 (a safe loader)
 
 
 def load_catalog(templates_dir: Path, language: str) -> Catalog:

@@ -1,10 +1,11 @@
 """Read spec YAML files into plain data plus the position of every node.
 
-Safe loading only: PyYAML's ``SafeLoader`` composes the node tree (no Python tags), and
-this module builds the data from it, so it can record where each value and each key
-stands, refuse duplicate keys in one mapping (YAML 1.2 section 3.2.1.1 says keys are
-unique; PyYAML silently keeps the last), and cap what a document may expand to, which
-stops alias ("billion laughs") bombs before they eat memory.
+Safe loading only: PyYAML's safe loader composes the node tree (no Python tags): libyaml's
+C parser when PyYAML has it and the text is well-formed, else the pure-Python one, which also
+words every syntax error (:func:`_fast_compose`). This module builds the data from the tree,
+so it can record where each value and each key stands, refuse duplicate keys in one mapping
+(YAML 1.2 section 3.2.1.1 says keys are unique; PyYAML silently keeps the last), and cap what
+a document may expand to, which stops alias ("billion laughs") bombs before they eat memory.
 """
 
 from __future__ import annotations
@@ -115,7 +116,55 @@ class _TooDeep(Exception):
         self.mark = mark
 
 
+class _FastLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml's safe loader (PyYAML's C binding) with :class:`_Loader`'s tag resolution."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is yaml.ScalarNode and implicit[0]:
+            return PLAIN
+        return super().resolve(kind, value, implicit)
+
+
+_NON_PRINTABLE = yaml.reader.Reader.NON_PRINTABLE
+_NODE_EVENTS = (yaml.ScalarEvent, yaml.AliasEvent, yaml.CollectionStartEvent)
+
+
+def _fast_compose(text: str) -> yaml.Node | None:
+    """The node tree by libyaml, or raises :class:`_Slow` when the pure-Python loader must run:
+    no libyaml, a character the Python reader refuses, nesting past :data:`MAX_DEPTH` (checked
+    on libyaml's event stream first, which needs no recursion), or any YAML error. The Python
+    loader then gives exactly the message and position it always gave; libyaml gives the same
+    node tree with the same marks for every document it accepts."""
+    if not getattr(yaml, "__with_libyaml__", False) or _NON_PRINTABLE.search(text):
+        raise _Slow
+    try:
+        depth = 0
+        for event in yaml.parse(text, Loader=yaml.CSafeLoader):
+            if isinstance(event, _NODE_EVENTS):
+                if depth >= MAX_DEPTH:
+                    raise _Slow
+                depth += isinstance(event, yaml.CollectionStartEvent)
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+        loader = _FastLoader(text)
+        try:
+            node: yaml.Node | None = loader.get_single_node()
+            return node
+        finally:
+            loader.dispose()
+    except yaml.YAMLError:
+        raise _Slow from None
+
+
+class _Slow(Exception):
+    """The pure-Python loader must compose this text (:func:`_fast_compose`)."""
+
+
 def _compose(text: str) -> yaml.Node | None:
+    try:
+        return _fast_compose(text)
+    except _Slow:
+        pass
     loader = _Loader(text)
     try:
         node: yaml.Node | None = loader.get_single_node()
