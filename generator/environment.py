@@ -18,6 +18,17 @@ templates/ in an editable install, site-packages/generator/templates in a wheel 
 are installed unpacked, so this is a real folder)."""
 
 
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Jinja's own on-disk cache of compiled templates (``FileSystemBytecodeCache``: a folder in
+    the temp dir that Jinja creates 0700 for this user and refuses if anyone else owns it), keyed
+    by each template's source checksum, so an edited template is compiled anew. None when Jinja
+    cannot set it up: templates are then compiled in memory, as before."""
+    try:
+        return jinja2.FileSystemBytecodeCache()
+    except Exception:  # noqa: BLE001 - any refusal only costs the compile time
+        return None
+
+
 @lru_cache(maxsize=4)
 def make_environment(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
     """Build the Environment all artifacts are rendered with.
@@ -25,8 +36,9 @@ def make_environment(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
     ``StrictUndefined`` (an undefined name is an error, never ""), no autoescape (nothing
     here is HTML; each value goes through its destination's filter instead),
     ``keep_trailing_newline``, ``trim_blocks``/``lstrip_blocks``, filters from
-    :data:`generator.filters.FILTERS`. Input: the templates folder. Output: the Environment,
-    cached per folder (it is not changed after creation, and compiled templates are reused).
+    :data:`generator.filters.FILTERS`, Jinja's bytecode cache (:func:`_bytecode_cache`). Input:
+    the templates folder. Output: the Environment, cached per folder (it is not changed after
+    creation, and compiled templates are reused).
     """
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir)),
@@ -35,6 +47,7 @@ def make_environment(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        bytecode_cache=_bytecode_cache(),
     )
     env.filters.update(FILTERS)
     return env

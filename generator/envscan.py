@@ -11,6 +11,7 @@ does not parse is skipped.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -96,12 +97,23 @@ def env_reads(files: Iterable[Path], prefix: str | None = None) -> list[EnvRead]
     first: dict[str, EnvRead] = {}
     for path in files:
         try:
-            if path.stat().st_size > MAX_FILE_BYTES:
-                continue
-            tree = ast.parse(path.read_bytes(), filename=str(path))
-        except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
+            st = path.stat()
+        except OSError:
             continue
-        for name, line in _reads(tree, prefix):
+        if st.st_size > MAX_FILE_BYTES:
+            continue
+        for name, line in _file_reads(path, st.st_mtime_ns, st.st_size, prefix):
             if name not in first:
                 first[name] = EnvRead(name, path, line)
     return [first[n] for n in sorted(first)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_reads(path: Path, mtime_ns: int, size: int, prefix: str | None) -> tuple[tuple[str, int], ...]:
+    """The reads of one file, parsed once per content (a tree of several hosts scans the same
+    app once per host); ``mtime_ns`` and ``size`` are the cache key's record of that content."""
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return ()
+    return tuple(_reads(tree, prefix))
