@@ -66,14 +66,13 @@ def _services(spec: Spec) -> Iterator[Found]:
 def _rotated_names(spec: Spec, seen: dict[str, str]) -> Iterator[Found]:
     """A log named like another's archive (``api.log-20260101``, ``api.log.1``, ``api.log.gz``)
     would be taken for one: logrotate compresses and deletes it as that file's old log."""
-    for file, where in seen.items():
-        for other in seen:
-            if other != file and file.startswith((f"{other}-", f"{other}.")):
-                path = tuple(int(x) if x.isdigit() else x for x in where.split("."))
-                yield path, (
-                    f"'{file}' has the form of an archive of '{other}' ({other}-<date>, {other}.<n>): logrotate "
-                    f"would compress and delete it as one of {other}'s old logs; choose another name"
-                )
+    for file, where in seen.items():  # each prefix ending before a '-' or '.': linear in the logs
+        for other in (file[:i] for i, ch in enumerate(file) if ch in "-." and file[:i] in seen):
+            path = tuple(int(x) if x.isdigit() else x for x in where.split("."))
+            yield path, (
+                f"'{file}' has the form of an archive of '{other}' ({other}-<date>, {other}.<n>): logrotate "
+                f"would compress and delete it as one of {other}'s old logs; choose another name"
+            )
 
 
 def _logs(spec: Spec, name: str, seen: dict[str, str]) -> Iterator[Found]:

@@ -313,9 +313,10 @@ def _artifacts(p: Plan) -> list[Artifact]:
                     {"files": ", ".join(sv.log_files)},
                 )
             )
+    by_name = {sv.name: sv for sv in p.services}
     for hv in p.healthchecks:
         if hv.timer_unit:
-            ctx = {"h": hv, "service": next(s for s in p.services if s.name == hv.hc.service)}
+            ctx = {"h": hv, "service": by_name[hv.hc.service]}
             params = {"title": hv.hc.title, "every": hv.hc.every_sec}
             arts.append(
                 Artifact(
