@@ -20,6 +20,7 @@ import socket
 import threading
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 from dramatiq.brokers.redis import RedisBroker
@@ -52,12 +53,15 @@ def make_redis_client(url: str, *, socket_timeout: float = SOCKET_TIMEOUT_SECOND
     Raises:
         ValueError: the URL cannot be parsed (e.g. wrong scheme).
     """
+    # TCP keepalive finds a peer that vanished; a unix socket has no such option and redis-py's
+    # UnixDomainSocketConnection refuses the argument (TypeError at the first connect).
+    keepalive = {} if urlsplit(url).scheme == "unix" else {"socket_keepalive": True}
     return redis.Redis.from_url(
         url,
         socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
         socket_timeout=socket_timeout,
-        socket_keepalive=True,
         health_check_interval=30,
+        **keepalive,
         retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.1), retries=2),
     )
 

@@ -1,6 +1,6 @@
 """The command lines of the rendered units (build/) run the app: the units and the app agree.
 
-Each Exec*= line is read from build/root/etc/systemd/system/*.service with the venv and
+Each Exec*= line is read from build/staging/root/etc/systemd/system/*.service with the venv and
 repo paths pointed at this checkout (and the API's port at a free one); nothing else is
 changed. A renamed module, script or option in the app breaks this test.
 """
@@ -9,12 +9,24 @@ from __future__ import annotations
 
 import configparser
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
-from apptest_support import VENV_BIN, Api, ProcessManager, RedisServer, app_env, free_port, wait_until, worker_ids
+import redis
+from apptest_support import (
+    VENV_BIN,
+    Api,
+    ProcessManager,
+    RedisServer,
+    app_env,
+    clean_env,
+    free_port,
+    wait_until,
+    worker_ids,
+)
 from test_app_api import check_sequence, create_job, read_events
 
 pytestmark = pytest.mark.slow
@@ -52,6 +64,39 @@ def test_rendered_unit_commands_run_the_whole_flow(procs: ProcessManager, redis_
         job = create_job(c, steps=5, step_seconds=0.05)
         check_sequence(read_events(c, f"/jobs/{job}/events"), 1, 5)
 
+    health = subprocess.run(_exec("zachot-worker-healthcheck.service", "ExecStart"), env=env, cwd=REPO,
+                            capture_output=True, text=True, timeout=30)
+    assert health.returncode == 0, health.stdout + health.stderr
+    r.close()
+
+
+def test_a_unix_socket_url_runs_the_whole_flow(procs: ProcessManager, tmp_path: Path) -> None:
+    """``unix://`` is a ZACHOT_REDIS_URL form the docs list: the precheck, the worker's consumers,
+    POST /jobs, the event stream and the healthcheck must all work over it (redis-py's unix socket
+    connection takes no ``socket_keepalive``)."""
+    sock = tmp_path / "redis.sock"
+    procs.start("redis-unix", [shutil.which("redis-server") or "redis-server", "--port", "0", "--unixsocket", str(sock),
+                               "--save", "", "--appendonly", "no", "--dir", str(tmp_path)], clean_env())
+    wait_until(sock.exists, 10, "redis-server's unix socket")
+    url = f"unix://{sock}?db=0"
+    r = redis.Redis.from_url(url, decode_responses=True)
+    wait_until(r.ping, 10, "redis-server to answer PING on its socket")
+    env = app_env(url)
+    precheck = subprocess.run(_exec("zachot-worker.service", "ExecCondition"), env=env, cwd=REPO,
+                              capture_output=True, text=True, timeout=30)
+    assert precheck.returncode == 0, precheck.stdout + precheck.stderr
+    worker = procs.start("worker", _exec("zachot-worker.service", "ExecStart"), env)
+    wait_until(lambda: worker_ids(r) or not worker.alive(), 30, "the worker's first heartbeat")
+    assert worker.alive(), worker.log()
+    port = free_port()
+    argv = _exec("zachot-api.service", "ExecStart")
+    argv[argv.index("--port") + 1] = str(port)
+    api = Api(procs.start("api", argv, env), f"http://127.0.0.1:{port}")
+    with httpx.Client(base_url=api.base_url, timeout=10) as c:
+        wait_until(lambda: c.get("/readyz").status_code == 200, 30, "/readyz")
+        job = create_job(c, steps=3, step_seconds=0.05)
+        check_sequence(read_events(c, f"/jobs/{job}/events"), 1, 3)
+    assert worker.alive(), worker.log()
     health = subprocess.run(_exec("zachot-worker-healthcheck.service", "ExecStart"), env=env, cwd=REPO,
                             capture_output=True, text=True, timeout=30)
     assert health.returncode == 0, health.stdout + health.stderr
