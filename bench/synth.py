@@ -1,7 +1,8 @@
 """Synthetic specs of any size for the benchmarks: N uvicorn services behind one Redis, logs to
 files under one policy, the shape of a real spec (project, services, external unit, log policy).
 
-``write_spec(folder, n)`` writes ``folder/project.yaml``, ``services.yaml`` and ``logging.yaml``;
+``write_spec(folder, n)`` writes ``folder/project.yaml``, ``redis.yaml``, ``logging.yaml`` and the
+services in ``services.d/NNN.yaml``, :data:`PER_FILE` a file;
 every service is a distinct unit (``bench-svc<i>``) on its own port. No ``project.source``: lint
 does not look for the app's modules, which do not exist.
 """
@@ -10,7 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["write_spec"]
+__all__ = ["PER_FILE", "write_spec"]
+
+PER_FILE = 1000
+"""Services per file of ``services.d/`` (generator/yamlsource.py ``SPLIT_SECTIONS``)."""
 
 PROJECT = """project:
   name: bench
@@ -76,6 +80,11 @@ def write_spec(folder: Path, n: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "project.yaml").write_text(PROJECT)
     (folder / "logging.yaml").write_text(LOGGING)
-    services = "".join(SERVICE.format(i=i, port=10000 + i) for i in range(n))
-    (folder / "services.yaml").write_text("services:\n" + services + "\n" + REDIS)
+    (folder / "redis.yaml").write_text(REDIS)
+    parts = folder / "services.d"  # 1000 services a file: each stays far below the 1 MiB cap
+    parts.mkdir(exist_ok=True)
+    for start in range(0, n, PER_FILE):
+        body = "".join(SERVICE.format(i=i, port=10000 + i).replace("  ", "", 1).replace("\n  ", "\n")
+                       for i in range(start, min(n, start + PER_FILE)))
+        (parts / f"{start // PER_FILE:03d}.yaml").write_text(body)
     return folder

@@ -2,7 +2,7 @@
 
 Safe loading only: PyYAML's safe loader composes the node tree (no Python tags): libyaml's
 C parser when PyYAML has it and the text is well-formed, else the pure-Python one, which also
-words every syntax error (:func:`_fast_compose`). This module builds the data from the tree,
+words every syntax error (:mod:`generator.yamlcompose`). This module builds the data from the tree,
 so it can record where each value and each key stands, refuse duplicate keys in one mapping
 (YAML 1.2 section 3.2.1.1 says keys are unique; PyYAML silently keeps the last), and cap what
 a document may expand to, which stops alias ("billion laughs") bombs before they eat memory.
@@ -19,6 +19,7 @@ import yaml
 from yaml.reader import ReaderError
 
 from .errors import Location, Problem, SpecError
+from .yamlcompose import MAX_DEPTH, TooDeep, compose
 from .yamlscalars import PLAIN, ScalarError, check_collection_tag, scalar_value
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_FILE_BYTES",
     "MAX_NODES",
+    "SPLIT_SECTIONS",
     "SourceMap",
     "SpecSource",
     "read_spec_dir",
@@ -37,10 +39,6 @@ MAX_FILE_BYTES = 1024 * 1024
 
 MAX_NODES = 200_000
 """Most YAML nodes one run may build, counting every expansion of an alias."""
-
-MAX_DEPTH = 64
-"""Deepest nesting of lists and mappings; a real spec nests about 8 deep. Bounds the
-recursion of composing and building, so a 1 KB file of ``[[[[...`` cannot exhaust the stack."""
 
 MAX_ALIAS_BYTES = 1024 * 1024
 """Most bytes of text that aliases may add to a file's data beyond the file's own size:
@@ -85,92 +83,6 @@ class SpecSource:
     data: dict[str, Any]
     source_map: SourceMap
     files: list[Path]
-
-
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, composing only: untagged plain scalars get the tag :data:`PLAIN`
-    (resolved by :mod:`generator.yamlscalars` under YAML 1.2's core schema), and nesting
-    deeper than :data:`MAX_DEPTH` stops the composer at the node that is too deep."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-
-    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-        if kind is yaml.ScalarNode and implicit[0]:
-            return PLAIN
-        return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH:
-                raise _TooDeep(self.peek_event().start_mark)  # type: ignore[no-untyped-call]
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
-class _TooDeep(Exception):
-    def __init__(self, mark: yaml.Mark) -> None:
-        self.mark = mark
-
-
-class _FastLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """libyaml's safe loader (PyYAML's C binding) with :class:`_Loader`'s tag resolution."""
-
-    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-        if kind is yaml.ScalarNode and implicit[0]:
-            return PLAIN
-        return super().resolve(kind, value, implicit)
-
-
-_NON_PRINTABLE = yaml.reader.Reader.NON_PRINTABLE
-_NODE_EVENTS = (yaml.ScalarEvent, yaml.AliasEvent, yaml.CollectionStartEvent)
-
-
-def _fast_compose(text: str) -> yaml.Node | None:
-    """The node tree by libyaml, or raises :class:`_Slow` when the pure-Python loader must run:
-    no libyaml, a character the Python reader refuses, nesting past :data:`MAX_DEPTH` (checked
-    on libyaml's event stream first, which needs no recursion), or any YAML error. The Python
-    loader then gives exactly the message and position it always gave; libyaml gives the same
-    node tree with the same marks for every document it accepts."""
-    if not getattr(yaml, "__with_libyaml__", False) or _NON_PRINTABLE.search(text):
-        raise _Slow
-    try:
-        depth = 0
-        for event in yaml.parse(text, Loader=yaml.CSafeLoader):
-            if isinstance(event, _NODE_EVENTS):
-                if depth >= MAX_DEPTH:
-                    raise _Slow
-                depth += isinstance(event, yaml.CollectionStartEvent)
-            elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
-        loader = _FastLoader(text)
-        try:
-            node: yaml.Node | None = loader.get_single_node()
-            return node
-        finally:
-            loader.dispose()
-    except yaml.YAMLError:
-        raise _Slow from None
-
-
-class _Slow(Exception):
-    """The pure-Python loader must compose this text (:func:`_fast_compose`)."""
-
-
-def _compose(text: str) -> yaml.Node | None:
-    try:
-        return _fast_compose(text)
-    except _Slow:
-        pass
-    loader = _Loader(text)
-    try:
-        node: yaml.Node | None = loader.get_single_node()
-        return node
-    finally:
-        loader.dispose()
 
 
 class _Builder:
@@ -276,8 +188,8 @@ def _read_one(path: Path, display: str, problems: list[Problem]) -> tuple[dict[s
         problems.append(Problem(start, "", f"cannot read spec file: {exc.strerror or exc}"))
         return None
     try:
-        node = _compose(text)
-    except _TooDeep as exc:
+        node = compose(text)
+    except TooDeep as exc:
         where = Location(display, exc.mark.line + 1, exc.mark.column + 1)
         problems.append(Problem(where, "", f"lists and mappings nest deeper than {MAX_DEPTH} levels"))
         return None
@@ -359,7 +271,8 @@ def read_spec_files(files: list[Path]) -> SpecSource:
 
 
 def read_spec_dir(spec_dir: Path) -> SpecSource:
-    """Read every ``*.yaml``/``*.yml`` file of ``spec_dir`` (sorted by name) and merge them.
+    """Read every ``*.yaml``/``*.yml`` file of ``spec_dir`` (sorted by name) and merge them, then
+    add the entries of each ``<section>.d/*.yaml`` (:data:`SPLIT_SECTIONS`) to their section.
 
     Raises :class:`SpecError` when the folder is missing or holds no spec file, or for
     any problem :func:`read_spec_files` reports.
@@ -382,4 +295,60 @@ def read_spec_dir(spec_dir: Path) -> SpecSource:
     files = entries
     if not files:
         raise SpecError([Problem(Location(str(spec_dir), 1, 1), "", "no *.yaml files in the spec folder")])
-    return read_spec_files(files)
+    source = read_spec_files(files)
+    parts = _split_parts(spec_dir)
+    return _merge_parts(source, parts) if parts else source
+
+
+SPLIT_SECTIONS = ("services", "external_units", "log_policies", "healthchecks")
+"""Sections of named entries a spec may spread over a folder ``<section>.d/`` (conf.d style):
+each ``*.yaml`` file there is a mapping of entries (``api: {...}``), read with the same caps as
+any spec file, so a spec of thousands of services fits in files of at most MAX_FILE_BYTES."""
+
+
+def _split_parts(spec_dir: Path) -> list[tuple[str, Path]]:
+    """``(section, file)`` of every ``<section>.d/*.yaml`` of ``spec_dir``, sorted by section order
+    and file name. Raises :class:`SpecError` for a file that is not a regular file."""
+    out: list[tuple[str, Path]] = []
+    for section in SPLIT_SECTIONS:
+        folder = spec_dir / f"{section}.d"
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        entries = sorted(p for p in folder.iterdir() if p.suffix in {".yaml", ".yml"})
+        odd = [p for p in entries if not p.is_file() or p.is_symlink()]
+        if odd:
+            raise SpecError([Problem(Location(shown_path(p), 1, 1), "", "not a regular file (a folder or a link?)")
+                             for p in odd])  # fmt: skip
+        out += [(section, p) for p in entries]
+    return out
+
+
+def _merge_parts(source: SpecSource, parts: list[tuple[str, Path]]) -> SpecSource:
+    """``source`` with each part file's entries added to its section; an entry name already
+    written (in the section's own file or an earlier part) is refused at the part's key."""
+    problems: list[Problem] = []
+    data, smap = dict(source.data), source.source_map
+    for section, path in parts:
+        display = shown_path(path)
+        read = _read_one(path, display, problems)
+        if read is None:
+            continue
+        entries, file_map = read
+        current = data.get(section, {})
+        if not isinstance(current, dict):
+            continue  # the section's own file already fails validation at the section
+        current = dict(current)
+        taken = {name for name in entries if name in current}
+        for name in taken:
+            first = smap.keys.get((section, name), smap.fallback)
+            problems.append(Problem(file_map.keys[(name,)], f"{section}.{name}",
+                                    f"'{name}' is also defined in {first.file} (line {first.line})"))
+        current.update((name, value) for name, value in entries.items() if name not in taken)
+        for table, into in ((file_map.keys, smap.keys), (file_map.values, smap.values)):
+            into.update(((section, *p), loc) for p, loc in table.items() if p and p[0] not in taken)
+        data[section] = current
+        smap.keys.setdefault((section,), Location(display, 1, 1))
+        smap.values.setdefault((section,), Location(display, 1, 1))
+    if problems:
+        raise SpecError(problems)
+    return SpecSource(data, smap, [*source.files, *(p for _, p in parts)])
