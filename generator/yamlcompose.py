@@ -80,12 +80,7 @@ def _fast_compose(text: str) -> yaml.Node | None:
                 depth += isinstance(event, yaml.CollectionStartEvent)
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
-        loader = _FastLoader(text)
-        try:
-            node: yaml.Node | None = loader.get_single_node()
-            return node
-        finally:
-            loader.dispose()
+        return _single_node(_FastLoader(text))
     except yaml.YAMLError:
         raise _Slow from None
 
@@ -100,8 +95,11 @@ def compose(text: str) -> yaml.Node | None:
     try:
         return _fast_compose(text)
     except _Slow:
-        pass
-    loader = _Loader(text)
+        return _single_node(_Loader(text))
+
+
+def _single_node(loader: Any) -> yaml.Node | None:
+    """The one document's node tree (None when empty); the loader is disposed of either way."""
     try:
         node: yaml.Node | None = loader.get_single_node()
         return node

@@ -44,17 +44,15 @@ def _exec(unit: str, key: str) -> list[str]:
     return shlex.split(line)
 
 
-def test_rendered_unit_commands_run_the_whole_flow(procs: ProcessManager, redis_server: RedisServer) -> None:
-    env = app_env(redis_server.url)
+def _whole_flow(procs: ProcessManager, r: redis.Redis, env: dict[str, str]) -> None:
+    """The units' command lines with ``env``: the precheck passes, the worker beats, POST /jobs and
+    its event stream work, the worker is still alive, and the healthcheck says OK."""
     precheck = subprocess.run(_exec("zachot-worker.service", "ExecCondition"), env=env, cwd=REPO,
                               capture_output=True, text=True, timeout=30)
     assert precheck.returncode == 0, precheck.stdout + precheck.stderr
-
-    r = redis_server.client()
     worker = procs.start("worker", _exec("zachot-worker.service", "ExecStart"), env)
     wait_until(lambda: worker_ids(r) or not worker.alive(), 30, "the worker's first heartbeat")
     assert worker.alive(), worker.log()
-
     port = free_port()
     argv = _exec("zachot-api.service", "ExecStart")
     argv[argv.index("--port") + 1] = str(port)
@@ -63,10 +61,15 @@ def test_rendered_unit_commands_run_the_whole_flow(procs: ProcessManager, redis_
         wait_until(lambda: c.get("/readyz").status_code == 200, 30, "/readyz")
         job = create_job(c, steps=5, step_seconds=0.05)
         check_sequence(read_events(c, f"/jobs/{job}/events"), 1, 5)
-
+    assert worker.alive(), worker.log()
     health = subprocess.run(_exec("zachot-worker-healthcheck.service", "ExecStart"), env=env, cwd=REPO,
                             capture_output=True, text=True, timeout=30)
     assert health.returncode == 0, health.stdout + health.stderr
+
+
+def test_rendered_unit_commands_run_the_whole_flow(procs: ProcessManager, redis_server: RedisServer) -> None:
+    r = redis_server.client()
+    _whole_flow(procs, r, app_env(redis_server.url))
     r.close()
 
 
@@ -81,23 +84,5 @@ def test_a_unix_socket_url_runs_the_whole_flow(procs: ProcessManager, tmp_path: 
     url = f"unix://{sock}?db=0"
     r = redis.Redis.from_url(url, decode_responses=True)
     wait_until(r.ping, 10, "redis-server to answer PING on its socket")
-    env = app_env(url)
-    precheck = subprocess.run(_exec("zachot-worker.service", "ExecCondition"), env=env, cwd=REPO,
-                              capture_output=True, text=True, timeout=30)
-    assert precheck.returncode == 0, precheck.stdout + precheck.stderr
-    worker = procs.start("worker", _exec("zachot-worker.service", "ExecStart"), env)
-    wait_until(lambda: worker_ids(r) or not worker.alive(), 30, "the worker's first heartbeat")
-    assert worker.alive(), worker.log()
-    port = free_port()
-    argv = _exec("zachot-api.service", "ExecStart")
-    argv[argv.index("--port") + 1] = str(port)
-    api = Api(procs.start("api", argv, env), f"http://127.0.0.1:{port}")
-    with httpx.Client(base_url=api.base_url, timeout=10) as c:
-        wait_until(lambda: c.get("/readyz").status_code == 200, 30, "/readyz")
-        job = create_job(c, steps=3, step_seconds=0.05)
-        check_sequence(read_events(c, f"/jobs/{job}/events"), 1, 3)
-    assert worker.alive(), worker.log()
-    health = subprocess.run(_exec("zachot-worker-healthcheck.service", "ExecStart"), env=env, cwd=REPO,
-                            capture_output=True, text=True, timeout=30)
-    assert health.returncode == 0, health.stdout + health.stderr
+    _whole_flow(procs, r, app_env(url))
     r.close()
