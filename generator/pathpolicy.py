@@ -147,6 +147,26 @@ def _writable_holds_code(path: str, project: Project) -> str | None:
     return None
 
 
+def _auth_file_problem(path: str, spec: Spec) -> str | None:
+    """Why a Redis password file may not be at ``path``: root writes it and Redis ``include``s it,
+    so no service user may write its folder (it could swap the file, or plant a link that root's
+    write follows), and it may not be a file the project already has (the install step would keep
+    that file and Redis would read it as its config)."""
+    p = spec.project
+    writable = [*([p.logs_dir] if p.logs_dir else []),
+                *(w for s in spec.services.values() for w in s.hardening.writable_paths),
+                *(w for h in spec.healthchecks.values() for w in h.hardening.writable_paths)]  # fmt: skip
+    for folder in writable:
+        if _below(path, folder):
+            return f"{path} lies in {folder}, which a service user can write; keep the password in a root-only folder"
+    for what, held in (("project.venv", p.venv), ("project.repo", p.repo)):
+        if _below(path, held):
+            return f"{path} lies in {what} ({held}); keep the password apart from the code"
+    if path == p.env_file:
+        return f"{path} is the env file; the password file is Redis's own, e.g. /etc/{p.name}/redis-auth.conf"
+    return None
+
+
 def path_problems(spec: Spec) -> Iterator[Found]:
     """Every path of ``spec`` that breaks the policy, as ``(spec path, message)`` pairs.
 
@@ -178,8 +198,11 @@ def path_problems(spec: Spec) -> Iterator[Found]:
     for name, ext in spec.external_units.items():
         if ext.redis is not None and ext.redis.auth_file is not None:  # the runbook creates its folder
             auth = PurePosixPath(ext.redis.auth_file)
-            dirs.append((("external_units", name, "redis", "auth_file"), str(auth.parent), False,
-                         f"/etc/{p.name}/{auth.name}"))  # fmt: skip
+            at: tuple[str | int, ...] = ("external_units", name, "redis", "auth_file")
+            dirs.append((at, str(auth.parent), False, f"/etc/{p.name}/{auth.name}"))
+            problem = _auth_file_problem(ext.redis.auth_file, spec)
+            if problem:
+                yield at, problem
     for where, path, writable, example in dirs:
         problem = project_dir_problem(path, p, example) or (_writable_holds_code(path, p) if writable else None)
         if problem:

@@ -47,7 +47,7 @@ class RedisSettings(_Model):
     hashes and queue keys must never be evicted (an evicted job is silently dropped), so a full
     Redis refuses writes (OOM error) instead."""
 
-    port: Annotated[int, Field(ge=1, le=65535)] = 6379
+    port: Annotated[int, Field(ge=1, le=65535, strict=True)] = 6379
     """The TCP port (``port``)."""
     appendonly: bool = True
     """AOF on (``appendonly yes``): every acknowledged write is in the append-only file, so a
@@ -95,16 +95,18 @@ def data_loss(r: RedisSettings, event: str) -> LossFact | None:
     Rules (Redis docs, "Redis persistence"): Redis writes the AOF buffer to the file (write(2))
     before it replies, so a killed or crashed process (``crash``, ``killed``, ``oom``, and
     ``hang``, which ends in SIGKILL) loses no acknowledged write with AOF on, and everything since
-    the last snapshot without it; a clean stop (``manual_stop``) saves an RDB snapshot when save
-    points exist and fsyncs the AOF, so only a Redis without either loses data there."""
+    the last snapshot without it; on a clean stop (``manual_stop``) the AOF is already written,
+    and without it Redis saves an RDB snapshot when save points exist (within the stop timeout,
+    which :mod:`generator.redisrules` keeps at least ``MIN_STOP_TIMEOUT``), so only a Redis
+    without either loses data there."""
     if event in ("crash", "killed", "oom", "hang"):
         if r.appendonly:
             return LossFact("No", "aof_kill")
         return LossFact("Partial", "rdb_kill") if r.save else LossFact("Yes", "none_kill")
     if event == "manual_stop":
-        if r.appendonly or r.save:
-            return LossFact("No", "clean_stop")
-        return LossFact("Yes", "none_stop")
+        if r.appendonly:
+            return LossFact("No", "clean_stop_aof")
+        return LossFact("No", "clean_stop_rdb") if r.save else LossFact("Yes", "none_stop")
     return None
 
 

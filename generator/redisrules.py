@@ -2,11 +2,13 @@
 
 - A Redis the tree configures (``redis:``) is an instance of Debian's ``redis-server@.service``
   with a finite stop timeout (a Redis that ignores SIGTERM, e.g. busy in a script, is then
-  killed instead of waited for forever; systemd.service(5) ``TimeoutStopSec=``).
+  killed instead of waited for forever; systemd.service(5) ``TimeoutStopSec=``) of at least
+  :data:`MIN_STOP_TIMEOUT` seconds, so a clean stop can save.
 - ``persistence`` prose is derived for it, so the spec does not write it; otherwise it is required.
 - A Redis reachable from another host (an environment of several hosts) must be configured by
   the tree and require a password: Debian's packaged config binds 127.0.0.1 only, and Redis's
   protected mode refuses remote clients without a password (redis.conf, "protected-mode").
+- Two listeners may not share a port on one host (a configured Redis, another one, a service).
 - A failure-matrix row about a configured Redis takes its ``data_loss`` from the settings; a
   written value that contradicts them is refused. Every other row must say it.
 """
@@ -23,6 +25,9 @@ from .target import systemd_version
 __all__ = ["redis_problems"]
 
 Found = tuple[tuple[str | int, ...], str]
+MIN_STOP_TIMEOUT = 10
+"""Fewest seconds a configured Redis gets to stop (save, fsync) before systemd's SIGKILL: Redis's
+own ``shutdown-timeout`` default (redis.conf, Redis 7)."""
 LOAD_CREDENTIAL = 247
 """The systemd version that added LoadCredential= (systemd NEWS, v247)."""
 TEMPLATE = "redis-server@"
@@ -62,6 +67,11 @@ def _units(spec: Spec) -> Iterator[Found]:
                 "give a finite stop timeout in seconds (e.g. 60): a Redis that ignores SIGTERM (busy in a script) "
                 "would otherwise be waited for forever"
             )
+        elif ext.stop_timeout_sec < MIN_STOP_TIMEOUT:
+            yield (*base, "stop_timeout_sec"), (
+                f"{ext.stop_timeout_sec:g} s leaves Redis no time to save on a clean stop; give at least "
+                f"{MIN_STOP_TIMEOUT} s (Redis's own shutdown-timeout is 10 s)"
+            )
         if r.auth_file is not None and systemd_version(spec) < LOAD_CREDENTIAL:
             yield (*base, "redis", "auth_file"), (
                 f"the password is handed to Redis with LoadCredential=, which needs systemd {LOAD_CREDENTIAL} "
@@ -92,7 +102,29 @@ def _rows(spec: Spec) -> Iterator[Found]:
             )
 
 
+def _ports(spec: Spec) -> Iterator[Found]:
+    """Two listeners on one port of one host: a configured Redis against another Redis or a
+    service's runner (each Redis binds 127.0.0.1, so any clash is real)."""
+    hosts = {h: set(spec.hosts[h].runs) for h in spec.hosts} or {"": set(spec.services) | set(spec.external_units)}
+    for on in hosts.values():
+        taken: dict[int, str] = {}
+        for name, svc in spec.services.items():
+            port = getattr(svc.runner, "port", None)
+            if name in on and isinstance(port, int):
+                taken.setdefault(port, f"service '{name}'")
+        for name, ext in spec.external_units.items():
+            if name not in on or ext.redis is None:
+                continue
+            port = ext.redis.port
+            if port in taken:
+                yield ("external_units", name, "redis", "port"), (
+                    f"port {port} is also {taken[port]}'s on the same host; give this Redis its own port"
+                )
+            taken.setdefault(port, f"Redis '{name}'")
+
+
 def redis_problems(spec: Spec) -> Iterator[Found]:
     """Every broken rule of the module doc, as ``(path, message)`` pairs. Never raises."""
     yield from _units(spec)
+    yield from _ports(spec)
     yield from _rows(spec)

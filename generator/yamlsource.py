@@ -309,16 +309,25 @@ any spec file, so a spec of thousands of services fits in files of at most MAX_F
 def _split_parts(spec_dir: Path) -> list[tuple[str, Path]]:
     """``(section, file)`` of every ``<section>.d/*.yaml`` of ``spec_dir``, sorted by section order
     and file name. Raises :class:`SpecError` for a file that is not a regular file."""
+    odd = [
+        Problem(Location(shown_path(d), 1, 1), "",
+                f"not a folder of entries zachot-gen reads: only {', '.join(f'{x}.d/' for x in SPLIT_SECTIONS)}, "
+                "each a plain folder")
+        for d in sorted(spec_dir.glob("*.d"))
+        if d.name[:-2] not in SPLIT_SECTIONS or d.is_symlink() or not d.is_dir()
+    ]  # fmt: skip
+    if odd:  # a typo or a link would otherwise drop its entries without a word
+        raise SpecError(odd)
     out: list[tuple[str, Path]] = []
     for section in SPLIT_SECTIONS:
         folder = spec_dir / f"{section}.d"
-        if not folder.is_dir() or folder.is_symlink():
+        if not folder.is_dir():
             continue
         entries = sorted(p for p in folder.iterdir() if p.suffix in {".yaml", ".yml"})
-        odd = [p for p in entries if not p.is_file() or p.is_symlink()]
-        if odd:
+        links = [p for p in entries if not p.is_file() or p.is_symlink()]
+        if links:
             raise SpecError([Problem(Location(shown_path(p), 1, 1), "", "not a regular file (a folder or a link?)")
-                             for p in odd])  # fmt: skip
+                             for p in links])  # fmt: skip
         out += [(section, p) for p in entries]
     return out
 

@@ -180,6 +180,19 @@ def test_a_remote_redis_the_tree_does_not_configure_is_refused(tmp_path: Path) -
     # Redis `include`s the file: a system file would fail its start and echo a line into the journal
     ("      auth_file: /etc/shop/redis-auth.conf\n", "      auth_file: /etc/shadow\n", "redis.auth_file",
      "/etc is a system folder"),
+    # a folder the service user writes: it could swap the file, or plant a link root's write follows
+    ("      auth_file: /etc/shop/redis-auth.conf\n", "      auth_file: /var/log/shop/redis-auth.conf\n",
+     "redis.auth_file", "which a service user can write"),
+    # the env file: the install step would keep it, and Redis would read it as its config
+    ("      auth_file: /etc/shop/redis-auth.conf\n", "      auth_file: /etc/shop/shop.env\n", "redis.auth_file",
+     "is the env file"),
+    ("      auth_file: /etc/shop/redis-auth.conf\n", "      auth_file: /srv/shop/app/redis.conf\n", "redis.auth_file",
+     "project.repo"),
+    ("    stop_timeout_sec: 60\n", "    stop_timeout_sec: 0.5\n", "stop_timeout_sec", "no time to save"),
+    ("      maxmemory: 512mb\n", "      maxmemory: 512mb\n      port: true\n", "redis.port", "integer"),
+    # the API listens on 127.0.0.1:8000 on app1 (staging) as well
+    ("      maxmemory: 512mb\n", "      maxmemory: 512mb\n      port: 8000\n", "redis.port",
+     "port 8000 is also service 'api''s on the same host"),
 ])
 def test_redis_settings_mistakes_are_located(tmp_path: Path, old: str, new: str, where: str, says: str) -> None:
     spec = _fleet(tmp_path, old, new)
@@ -241,3 +254,12 @@ def test_the_redis_host_of_production_keeps_every_redis_row_and_says_what_starts
     assert "**Запускается вместе с:** zachot-api.service, zachot-worker.service (Wants=/Requires=" in staging
     assert "bind 10.20.0.31 127.0.0.1\n" in files["production/redis1/root/etc/redis/redis-zachot.conf"]
     assert "bind 127.0.0.1\n" in files["staging/root/etc/redis/redis-zachot.conf"]
+
+
+def test_a_clean_stop_without_aof_says_the_snapshot_not_the_aof(zachot_spec: Path) -> None:
+    services = zachot_spec / "services.yaml"
+    services.write_text(services.read_text().replace("      appendonly: true\n", "      appendonly: false\n", 1))
+    matrix = build(zachot_spec).files["docs/failure_matrix.md"]
+    row = next(ln for ln in matrix.splitlines() if ln.startswith("| Redis остановлен администратором"))
+    assert "**Нет** — AOF выключен: при штатной остановке Redis сохраняет RDB-снимок" in row
+    assert "fsync AOF" not in row

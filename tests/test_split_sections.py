@@ -53,8 +53,25 @@ def test_a_part_that_is_not_a_mapping_of_entries_is_refused(zachot_spec: Path) -
     assert any(str(p).startswith(f"{bad}:1:1: ") for p in exc.value.problems), exc.value.problems
 
 
-def test_only_sections_of_named_entries_may_be_split(zachot_spec: Path) -> None:
-    """project.d/ is not a split folder: it is not read, and the project stays what project.yaml says."""
-    (zachot_spec / "project.d").mkdir()
-    (zachot_spec / "project.d" / "x.yaml").write_text("name: other\n")
-    assert build_files(zachot_spec)
+@pytest.mark.parametrize("make", ["project.d", "service.d", "link", "file"])
+def test_a_folder_of_entries_that_would_be_ignored_is_refused(zachot_spec: Path, tmp_path: Path, make: str) -> None:
+    """A typo, a section that cannot be split, a link or a plain file named <section>.d would drop
+    its entries without a word: each is refused at its path."""
+    if make == "link":
+        real = tmp_path / "real"
+        real.mkdir()
+        (zachot_spec / "services.d").symlink_to(real)
+        where = zachot_spec / "services.d"
+    elif make == "file":
+        where = zachot_spec / "healthchecks.d"
+        where.write_text("x: 1\n")
+    else:
+        where = zachot_spec / make
+        where.mkdir()
+        (where / "x.yaml").write_text("name: other\n")
+    with pytest.raises(SpecError) as exc:
+        build_files(zachot_spec)
+    want = (f"{where}:1:1: not a folder of entries zachot-gen reads: only services.d/, external_units.d/, "
+            "log_policies.d/, healthchecks.d/, each a plain folder")
+    msgs = [str(p) for p in exc.value.problems]
+    assert msgs and all(m.startswith(want) for m in msgs), msgs  # once per environment
