@@ -15,7 +15,7 @@ from pathlib import PurePosixPath
 from . import layout
 from .accounts import service_identity
 from .filters import seconds
-from .hosts import placement
+from .hosts import across_hosts, placement
 from .models import Spec
 from .redisplan import DEFAULT_PORT, redis_views
 from .runners import stop_wait
@@ -129,7 +129,7 @@ def facts_of(spec: Spec) -> Mapping[str, str]:
             out[f"{name}.logrotate"] = layout.logrotate_path(svc.unit)
             if svc.logs.policy in spec.log_policies:
                 out[f"{name}.rotate"] = str(spec.log_policies[svc.logs.policy].rotate)
-    for name, hosts in placement(spec).items() if len(spec.hosts) > 1 else ():  # one host: loopback
+    for name, hosts in placement(spec).items() if across_hosts(spec) else ():  # one host: loopback
         address = spec.hosts[hosts[0]].address
         out[f"{name}.address"] = f"[{address}]" if ":" in address else address
     for name in (*spec.services, *spec.external_units):

@@ -18,9 +18,15 @@ from collections.abc import Iterator
 
 from .models import FailureMatrix, Spec
 
-__all__ = ["host_problems", "host_spec", "placement"]
+__all__ = ["across_hosts", "host_problems", "host_spec", "placement"]
 
 Found = tuple[tuple[str | int, ...], str]
+
+
+def across_hosts(spec: Spec) -> bool:
+    """Whether units of this environment talk over the private network: it has several hosts.
+    With one host (or none) everything is local and listens on loopback."""
+    return len(spec.hosts) > 1
 
 
 def placement(spec: Spec) -> dict[str, list[str]]:
@@ -49,7 +55,7 @@ def host_problems(spec: Spec) -> Iterator[Found]:
         if h.address in seen:
             yield ("hosts", host, "address"), f"{h.address} is also the address of host '{seen[h.address]}'"
         seen.setdefault(h.address, host)
-        if len(spec.hosts) > 1 and ipaddress.ip_address(h.address).is_loopback:
+        if across_hosts(spec) and ipaddress.ip_address(h.address).is_loopback:
             yield ("hosts", host, "address"), (
                 f"{h.address} is a loopback address: with {len(spec.hosts)} hosts the others could not reach "
                 "this one; give its private address"

@@ -247,6 +247,12 @@ DERIVED_EVENTS: tuple[Event, ...] = ("crash", "killed", "oom", "clean_exit", "ha
 exec_condition, dependency_stopped with requires. External units: crash, killed, crash_loop."""
 
 
+def _derived_loss(facts: UnitFacts, event: str) -> LossFact | None:
+    """What ``event`` loses, when the unit is a Redis the tree configures (generator/redisconf.py)."""
+    redis = facts.external.redis if facts.external else None
+    return data_loss(redis, event) if redis else None
+
+
 def _derived(spec: Spec, units: dict[str, UnitFacts]) -> tuple[MatrixView, dict[str, list[ScenarioView]]]:
     comps = {n: ComponentView(u.title, n) for n, u in units.items()}
     out: dict[str, list[ScenarioView]] = {}
@@ -257,9 +263,8 @@ def _derived(spec: Spec, units: dict[str, UnitFacts]) -> tuple[MatrixView, dict[
             events += ["condition_skip", "condition_error"]
         if svc and svc.requires:
             events.append("dependency_stopped")
-        r = facts.external.redis if facts.external else None
         out[name] = [
-            ScenarioView(None, auto_action(e, facts.restart, facts.stop), None, e, data_loss(r, e) if r else None)
+            ScenarioView(None, auto_action(e, facts.restart, facts.stop), None, e, _derived_loss(facts, e))
             for e in events
         ]
     return MatrixView(False, comps, [], []), out
@@ -281,8 +286,7 @@ def _scenarios(
         if unit_name is not None and sc.event is not None:
             facts = units[unit_name]
             action = auto_action(sc.event, facts.restart, facts.stop)
-            ext = spec.external_units.get(unit_name)
-            loss = data_loss(ext.redis, sc.event) if ext and ext.redis else None
+            loss = _derived_loss(facts, sc.event)
         hc = hcs[sc.healthcheck.check] if sc.healthcheck else None
         out[sc.component].append(ScenarioView(sc, action, hc, sc.event, loss))
     return view, out

@@ -7,7 +7,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from .hosts import placement
+from .hosts import across_hosts, placement
 from .models import ExternalUnit, Spec
 from .redisconf import CREDENTIAL, RedisSettings, instance, save_line
 
@@ -59,7 +59,7 @@ def redis_views(spec: Spec) -> list[RedisView]:
     """A :class:`RedisView` per external unit with ``redis`` set, in spec order. Input: a validated
     spec (or a host's slice: ``hosts`` is the environment's). Raises nothing."""
     where = placement(spec)
-    remote = len(spec.hosts) > 1
+    remote = across_hosts(spec)
     out = []
     for name, ext in spec.external_units.items():
         if ext.redis is None:

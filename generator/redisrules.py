@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .hosts import placement
+from .hosts import across_hosts, placement
 from .models import Spec
 from .redisconf import data_loss
 from .target import systemd_version
@@ -40,7 +40,7 @@ def is_redis(unit: str) -> bool:
 
 
 def _units(spec: Spec) -> Iterator[Found]:
-    remote = len(spec.hosts) > 1
+    remote = across_hosts(spec)
     where = placement(spec)
     for name, ext in spec.external_units.items():
         base = ("external_units", name)
