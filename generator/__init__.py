@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .delivery import ansible_files
 from .environment import TEMPLATES_DIR
 from .environments import environment_names
 from .errors import GeneratorError, OutputError, Problem, SpecError, TemplateError
 from .hosts import host_spec
-from .layout import MANIFEST
+from .layout import ANSIBLE_DIR, MANIFEST
 from .lint import lint
 from .loader import Loaded, load, load_spec
 from .models import Spec
@@ -112,7 +113,10 @@ def _slices(spec_dir: Path, templates_dir: Path, env: str | None) -> tuple[dict[
     folders = {host: f"{base}/{host}".lstrip("/") for host in loaded.spec.hosts}
     trees = {host: f"build/{folder}" for host, folder in folders.items() if folder in out}
     overview = f"{base}/hosts.md".lstrip("/")
-    return out, {overview: render_hosts(loaded.spec, trees, templates_dir, env)}
+    plans = {host: out[folders[host]].plan for host in trees}
+    delivery = ansible_files(loaded.spec, env, plans, templates_dir)
+    ansible_dir = f"build/{base}/{ANSIBLE_DIR}".replace("//", "/")
+    return out, {overview: render_hosts(loaded.spec, trees, templates_dir, env, ansible_dir), **delivery}
 
 
 @dataclass

@@ -10,12 +10,14 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 __all__ = [
+    "ANSIBLE_DIR",
     "DOCS_DIR",
     "MANIFEST",
     "ROOT_DIR",
     "docs_file",
     "env_example",
     "logrotate_path",
+    "release_state",
     "sysusers_path",
     "tmpfiles_path",
     "unit_path",
@@ -27,6 +29,15 @@ DOCS_DIR = "docs"
 """build/docs/ holds the generated Markdown docs."""
 MANIFEST = "manifest.tsv"
 """build/manifest.tsv lists owner, group and mode of every file under build/root/."""
+ANSIBLE_DIR = "ansible"
+"""build/<env>/ansible/ holds the environment's Ansible inventory and playbook."""
+
+
+def release_state(project: str) -> str:
+    """Folder on a host where the delivery keeps the record of the release it installed there
+    (release.json) and that release's manifest.tsv, e.g. ``/var/lib/zachot-gen/zachot``
+    (FHS 5.8: /var/lib holds state an application keeps between runs)."""
+    return f"/var/lib/zachot-gen/{project}"
 
 
 def unit_path(unit: str, suffix: str = "service") -> str:

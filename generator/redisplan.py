@@ -43,16 +43,25 @@ class RedisView:
     """Where Redis reads the auth file systemd loads (LoadCredential=), or None without auth."""
 
     @property
-    def make_auth(self) -> str | None:
-        """The install step that creates the auth file once, root-only (0600, its folder made 0700
-        if missing), with a random 64-hex-digit password; None without ``auth_file``."""
+    def auth_script(self) -> str | None:
+        """The shell script that writes the auth file, root-only (0600, its folder made 0700 if
+        missing), with a random 64-hex-digit password; None without ``auth_file``. Run it as root
+        and only when the file does not exist (:attr:`make_auth`; Ansible's ``creates:``)."""
         if self.r.auth_file is None:
             return None
         path = shlex.quote(self.r.auth_file)
         folder = shlex.quote(self.r.auth_file.rsplit("/", 1)[0] or "/")
         password = "\"$(od -An -N32 -tx1 /dev/urandom | tr -d ' \\n')\""
-        inner = f"umask 077; mkdir -p {folder}; printf 'requirepass %s\\n' {password} > {path}"
-        return f"sudo test -e {path} || sudo sh -c {shlex.quote(inner)}"
+        return f"umask 077; mkdir -p {folder}; printf 'requirepass %s\\n' {password} > {path}"
+
+    @property
+    def make_auth(self) -> str | None:
+        """The install step that creates the auth file once (:attr:`auth_script` under sudo, skipped
+        when the file exists); None without ``auth_file``."""
+        if self.auth_script is None or self.r.auth_file is None:
+            return None
+        path = shlex.quote(self.r.auth_file)
+        return f"sudo test -e {path} || sudo sh -c {shlex.quote(self.auth_script)}"
 
 
 def redis_views(spec: Spec) -> list[RedisView]:

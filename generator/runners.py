@@ -43,6 +43,8 @@ AppRef = Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", max_len
 Host = Annotated[str, Field(pattern=r"^[0-9a-fA-F.:]+$|^localhost$", max_length=64)]
 """An IP address (v4 or v6) or `localhost`."""
 Port = Annotated[int, Field(ge=1, le=65535)]
+ReadyPath = Annotated[str | None, Field(pattern=r"^/[A-Za-z0-9._~/-]*$", max_length=255)]
+"""An absolute URL path of plain characters (no query, no `{`): it is put into a URL verbatim."""
 
 
 class UvicornRunner(SpecModel):
@@ -60,6 +62,9 @@ class UvicornRunner(SpecModel):
     each (in-memory state, e.g. SSE streams, is per process)."""
     graceful_shutdown_sec: Annotated[int, Field(ge=1, le=3600)]
     """--timeout-graceful-shutdown: seconds uvicorn waits for open connections (SSE streams) after SIGTERM."""
+    readiness_path: ReadyPath = None
+    """An HTTP path that answers 200 once the service can serve (e.g. `/readyz`); a delivery's
+    health gate waits for it on each host before going on to the next (build/<env>/ansible/)."""
 
 
 class GunicornRunner(SpecModel):
@@ -83,6 +88,9 @@ class GunicornRunner(SpecModel):
     gunicorn kills them (gunicorn's default is 30)."""
     timeout_sec: Annotated[int, Field(ge=0, le=86400)] = 30
     """--timeout: a worker silent this long is killed and restarted (0: never)."""
+    readiness_path: ReadyPath = None
+    """An HTTP path that answers 200 once the service can serve (e.g. `/readyz`); a delivery's
+    health gate waits for it on each host before going on to the next (build/<env>/ansible/)."""
 
 
 class DramatiqRunner(SpecModel):

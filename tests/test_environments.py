@@ -106,8 +106,14 @@ FLEET = SPEC_CASES["fleet"]
 
 def test_hosts_get_their_own_trees_and_only_local_dependencies() -> None:
     files = build_files(FLEET)
-    trees = sorted({"/".join(p.split("/")[:2]) for p in files if p.count("/") > 2})
+    trees = sorted({"/".join(p.split("/")[:2]) for p in files if p.count("/") > 2 and "/ansible/" not in p})
     assert trees == ["production/api1", "production/api2", "production/redis1", "production/work1", "staging/app1"]
+    # each environment with hosts is delivered by its own playbook, one host_vars file per host tree
+    assert sorted(p for p in files if "/ansible/host_vars/" in p) == [
+        "production/ansible/host_vars/api1.yml", "production/ansible/host_vars/api2.yml",
+        "production/ansible/host_vars/redis1.yml", "production/ansible/host_vars/work1.yml",
+        "staging/ansible/host_vars/app1.yml",
+    ]
     staging = files["staging/app1/root/etc/systemd/system/shop-api.service"]
     production = files["production/api1/root/etc/systemd/system/shop-api.service"]
     assert "After=redis-server@shop.service\nWants=redis-server@shop.service\n" in staging

@@ -1,0 +1,121 @@
+"""build/<env>/ansible/: the inventory and host_vars say what each host's tree holds, and the
+playbook is what Ansible itself accepts (ansible-playbook --syntax-check, ansible-lint).
+
+The fleet tests (tests/server/test_fleet.py) run this playbook against booted machines.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import SPEC_CASES
+
+from generator import build_tree
+from generator.delivery import _yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _ansible(tool: str) -> str:
+    path = shutil.which(tool, path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    if path is None:
+        pytest.fail(f"{tool} is missing: `pip install -e '.[test]'` installs it (ansible-core, ansible-lint)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def files() -> dict[str, str]:
+    return build_tree(REPO / "spec").files
+
+
+def _manifest_rows(text: str) -> list[dict[str, str]]:
+    lines = [ln for ln in text.splitlines(keepends=True) if not ln.startswith("#")]
+    return list(csv.DictReader(lines, delimiter="\t"))
+
+
+def test_host_vars_list_the_manifest_of_each_host(files: dict[str, str]) -> None:
+    inventory = yaml.safe_load(files["production/ansible/inventory.yml"])["all"]
+    assert set(inventory["hosts"]) == {"api1", "api2", "worker1", "worker2", "redis1"}
+    for host in inventory["hosts"]:
+        hv = yaml.safe_load(files[f"production/ansible/host_vars/{host}.yml"])
+        rows = _manifest_rows(files[f"production/{host}/manifest.tsv"])
+        assert [(f["src"], f["dest"], f["owner"], f["group"], f["mode"]) for f in hv["tree_files"]] == [
+            (r["build_path"], r["server_path"], r["owner"], r["group"], r["mode"]) for r in rows
+        ]
+        for f in hv["tree_files"]:
+            assert f"production/{host}/{f['src']}" in files  # the playbook copies it from the host's tree
+        assert hv["tree_dir"] == f"../{host}"
+
+
+def test_each_file_restarts_the_unit_it_configures(files: dict[str, str]) -> None:
+    api = yaml.safe_load(files["production/ansible/host_vars/api1.yml"])
+    restart = {f["dest"]: f["restart"] for f in api["tree_files"]}
+    assert restart["/etc/systemd/system/zachot-api.service"] == ["zachot-api.service"]
+    assert restart["/etc/logrotate.d/zachot-api"] == []  # logrotate reads it at its next run
+    assert restart["/etc/tmpfiles.d/zachot.conf"] == []  # applied by systemd-tmpfiles --create
+    assert api["tree_http_gates"] == [{"unit": "zachot-api.service", "url": "http://127.0.0.1:8000/readyz"}]
+    worker = yaml.safe_load(files["production/ansible/host_vars/worker1.yml"])
+    restart = {f["dest"]: f["restart"] for f in worker["tree_files"]}
+    assert restart["/etc/systemd/system/zachot-worker-healthcheck.timer"] == ["zachot-worker-healthcheck.timer"]
+    assert restart["/etc/systemd/system/zachot-worker-healthcheck.service"] == []  # a oneshot: next run uses it
+    assert worker["tree_check_gates"] == ["zachot-worker-healthcheck.service"]
+    assert worker["tree_units"] == ["zachot-worker.service", "zachot-worker-healthcheck.timer"]
+    redis = yaml.safe_load(files["production/ansible/host_vars/redis1.yml"])
+    assert {u for f in redis["tree_files"] for u in f["restart"]} == {"redis-server@zachot.service"}
+    assert redis["tree_secrets"][0]["path"] == "/etc/zachot/redis-auth.conf"
+    assert redis["tree_env_file"] is None and redis["tree_sysusers"] is None
+    assert redis["tree_own_dirs"] == ["/etc/systemd/system/redis-server@zachot.service.d"]
+
+
+def test_inventory_puts_data_hosts_first_and_groups_by_what_runs(files: dict[str, str]) -> None:
+    inv = yaml.safe_load(files["production/ansible/inventory.yml"])["all"]
+    assert inv["hosts"]["redis1"] == {"ansible_host": "10.20.0.31"}
+    assert list(inv["children"]["data"]["hosts"]) == ["redis1"]
+    assert list(inv["children"]["services"]["hosts"]) == ["api1", "api2", "worker1", "worker2"]
+    assert list(inv["children"]["runs_worker"]["hosts"]) == ["worker1", "worker2"]
+    site = yaml.safe_load(files["production/ansible/site.yml"])
+    assert [(p["hosts"], p["serial"]) for p in site] == [("data", 1), ("services", 1)]
+
+
+def test_a_spec_without_hosts_has_no_playbook() -> None:
+    assert not any("/ansible/" in p or p.startswith("ansible/") for p in build_tree(SPEC_CASES["single_api_en"]).files)
+
+
+def test_spec_text_is_never_evaluated_by_ansible(tmp_path: Path) -> None:
+    """A value with Jinja in it is written !unsafe: Ansible prints it as text, it never runs it."""
+    hostile = "{{ lookup('pipe', 'echo PWNED') }}{{ 6 * 7 }}"
+    (tmp_path / "vars.yml").write_text(_yaml({"tree_value": hostile, "tree_list": [hostile]}, "# test\n"))
+    (tmp_path / "play.yml").write_text(
+        "- hosts: localhost\n  gather_facts: false\n  vars_files: [vars.yml]\n  tasks:\n"
+        "    - ansible.builtin.debug: {msg: \"{{ tree_value }}|{{ tree_list[0] }}\"}\n"
+    )
+    r = subprocess.run([_ansible("ansible-playbook"), "-i", "localhost,", "-c", "local", "play.yml"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "PWNED" not in r.stdout.replace(hostile, "") and "42" not in r.stdout, r.stdout
+    assert hostile in r.stdout
+
+
+def test_playbook_passes_syntax_check_and_ansible_lint(tmp_path: Path) -> None:
+    tree = tmp_path / "build"
+    for path, text in build_tree(REPO / "spec").files.items():
+        if path.startswith("production/"):
+            (tree / path).parent.mkdir(parents=True, exist_ok=True)
+            (tree / path).write_text(text)
+    folder = tree / "production/ansible"
+    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "NO_COLOR": "1", "HOME": str(tmp_path)}
+    r = subprocess.run([_ansible("ansible-playbook"), "site.yml", "--syntax-check"], cwd=folder,
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = subprocess.run([_ansible("ansible-lint"), "--offline", "--profile", "production"], cwd=folder,
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
