@@ -417,6 +417,12 @@ class Server:
     api_port: int = 8000
     redis_port: int = 6379
     machine: str = field(default_factory=lambda: f"zachot-test-{os.getpid()}")
+    network: list[str] = field(default_factory=lambda: ["--private-network"])
+    """systemd-nspawn's network options (a fleet machine: ``--network-bridge=<bridge>``)."""
+    launcher: list[str] = field(default_factory=list)
+    """A command prefix nspawn runs under (a fleet: ``nsenter --net=<its namespace> --``; not `ip netns exec`, which remounts /sys without the cgroup mounts)."""
+    cgroups: list[Path] = field(default_factory=list)
+    """cgroup folders nspawn is started in (one per hierarchy), so that machines do not share one."""
     proc: subprocess.Popen[bytes] | None = None
     leader: int | None = None
     boots: int = 0
@@ -445,9 +451,10 @@ class Server:
             out.write(f"\n===== boot {self.boots} =====\n".encode())
             out.flush()
             self.proc = subprocess.Popen(
-                ["systemd-nspawn", "-b", "-D", str(self.root), f"--machine={self.machine}",
-                 "--private-network", *NSPAWN_COMMON, "--console=read-only"],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                [*self.launcher, "systemd-nspawn", "-b", "-D", str(self.root), f"--machine={self.machine}",
+                 *self.network, *NSPAWN_COMMON, "--console=read-only"],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=self._enter_cgroups if self.cgroups else None)
         _LIVE.add(self)
         deadline = t0 + timeout
         self.leader = None
@@ -479,6 +486,11 @@ class Server:
         took = time.monotonic() - t0
         log(f"boot {self.boots}: {state} in {took:.1f} s (container PID 1 = host PID {self.leader})")
         return took
+
+    def _enter_cgroups(self) -> None:
+        """In the forked child, before exec: move into :attr:`cgroups` (cgroup.procs of each)."""
+        for cg in self.cgroups:
+            (cg / "cgroup.procs").write_text(str(os.getpid()))
 
     def console_tail(self, n: int = 4000) -> str:
         try:
