@@ -54,7 +54,15 @@ Event = Literal[
     "condition_error",
     "dependency_stopped",
     "crash_loop",
+    "host_down",
+    "partition",
 ]
+"""What happens to a unit. ``host_down``: the host it runs on loses power or is powered off;
+``partition``: that host is cut off from the others (packets dropped) while its processes run on.
+Both are rows of an environment with several hosts only (:data:`HOST_EVENTS`)."""
+
+HOST_EVENTS: frozenset[str] = frozenset({"host_down", "partition"})
+"""Events of a host, not of a unit: rows about them exist only where units talk across hosts."""
 
 
 class HealthSignal(_Model):

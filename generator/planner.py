@@ -13,8 +13,10 @@ from typing import Any
 
 from . import layout
 from .accounts import Identity, SysUsers, rotation_identity, service_identity, sysusers
+from .docmodels import HOST_EVENTS
 from .facts import enable_units, healthcheck_argv, healthcheck_run
 from .hardening import Directive, hardening_for
+from .hosts import across_hosts
 from .models import (
     DesignDecision,
     Event,
@@ -281,6 +283,8 @@ def _scenarios(
     )
     out: dict[str, list[ScenarioView]] = {c: [] for c in fm.components}
     for sc in fm.scenarios:
+        if sc.event in HOST_EVENTS and not across_hosts(spec):
+            continue  # one server: losing it is the backup runbook's "server lost", not a matrix row
         unit_name = fm.components[sc.component].unit
         action, loss = None, None
         if unit_name is not None and sc.event is not None:

@@ -98,7 +98,9 @@ def data_loss(r: RedisSettings, event: str) -> LossFact | None:
     the last snapshot without it; on a clean stop (``manual_stop``) the AOF is already written,
     and without it Redis saves an RDB snapshot when save points exist (within the stop timeout,
     which :mod:`generator.redisrules` keeps at least ``MIN_STOP_TIMEOUT``), so only a Redis
-    without either loses data there."""
+    without either loses data there. A power loss (``host_down``) also loses what the kernel had
+    not yet written to disk: with ``appendfsync always`` nothing acknowledged, with ``everysec``
+    about the last second of writes, with ``no`` up to the kernel's own flush (~30 s)."""
     if event in ("crash", "killed", "oom", "hang"):
         if r.appendonly:
             return LossFact("No", "aof_kill")
@@ -107,6 +109,10 @@ def data_loss(r: RedisSettings, event: str) -> LossFact | None:
         if r.appendonly:
             return LossFact("No", "clean_stop_aof")
         return LossFact("No", "clean_stop_rdb") if r.save else LossFact("Yes", "none_stop")
+    if event == "host_down":  # the page cache goes too: only what fsync(2) put on disk is there
+        if r.appendonly:
+            return LossFact("No", "aof_power_always") if r.appendfsync == "always" else LossFact("Partial", "aof_power")
+        return LossFact("Partial", "rdb_kill") if r.save else LossFact("Yes", "none_kill")
     return None
 
 

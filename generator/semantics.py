@@ -59,7 +59,8 @@ class AutoAction:
     ``key`` is one of: ``restart``, ``restart_then_limit``, ``no_restart``, ``inactive_no_restart``
     (a clean exit Restart= does not cover: the unit is inactive, not failed), ``stop_only``,
     ``stop_start``, ``nothing``, ``skip``, ``fail_then_restart``, ``fail_no_restart``,
-    ``stopped_with_dependency``. ``params`` hold seconds as floats and counts as ints.
+    ``stopped_with_dependency``, ``host_down``, ``partition``. ``params`` hold seconds as floats and
+    counts as ints.
     """
 
     key: str
@@ -137,6 +138,8 @@ def auto_action(event: Event, restart: Restart, stop: Stop | None = None) -> Aut
         return AutoAction("skip", params)
     if event == "dependency_stopped":
         return AutoAction("stopped_with_dependency", params)
+    if event in ("host_down", "partition"):
+        return AutoAction(event, params)  # systemd on that host is gone, or sees nothing wrong
     if not restarts_on(restart.policy, event):
         key = {"condition_error": "fail_no_restart", "clean_exit": "inactive_no_restart"}.get(event, "no_restart")
         return AutoAction(key, params)

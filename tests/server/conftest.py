@@ -22,10 +22,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from server_support import ROW_ATTR, Deployment, Drill, Facts, deploy
+from fleet_delivery import Delivery, deliver_fleet
+from server_support import FLEET_ROW_ATTR, ROW_ATTR, Deployment, Drill, Facts, deploy
 from testserver import REPO, Server, log
 
-from generator import build
+from generator import Tree, build, build_tree
 
 SKIP_ENV = "ZACHOT_SKIP_SERVER"
 INSTALL_HOST_DEPS = REPO / "scripts" / "server" / "install-host-deps.sh"
@@ -90,6 +91,15 @@ def server(deployment: Deployment) -> Server:
     return deployment.server
 
 
+@pytest.fixture(scope="session")
+def fleet_delivery(pytestconfig: pytest.Config) -> Iterator[Delivery]:
+    """The production fleet (one booted machine per host), nothing installed yet: test_fleet.py
+    installs, upgrades and rolls back; test_fleet_drills.py drills host failures on it."""
+    _ensure_host_tools()
+    with deliver_fleet(pytestconfig.stash[_TIMINGS]) as d:
+        yield d
+
+
 # --------------------------------------------------------------------------------------------
 # Drills and their table
 # --------------------------------------------------------------------------------------------
@@ -111,7 +121,25 @@ def d(request: pytest.FixtureRequest, facts: Facts) -> Iterator[Drill]:
     """The :class:`Drill` of the failure-matrix row the test is marked with (``@row``); after the
     test its outcome is set for the drill table."""
     component, key = getattr(request.function, ROW_ATTR)
-    drill = Drill(facts.scenario(component, key), component)
+    yield from _tracked(request, Drill(facts.scenario(component, key), component))
+
+
+@pytest.fixture(scope="session")
+def production() -> Tree:
+    """The repo spec's trees (the fleet drills' expectations: production/<host>'s plan)."""
+    return build_tree(REPO / "spec")
+
+
+@pytest.fixture
+def fd(request: pytest.FixtureRequest, production: Tree) -> Iterator[Drill]:
+    """Like :func:`d`, for a fleet drill marked ``@fleet_row(host, component, event)``: the row
+    of that host's failure matrix in production (build/production/<host>/docs/failure_matrix.md)."""
+    host, component, key = getattr(request.function, FLEET_ROW_ATTR)
+    facts = Facts(production.builds[f"production/{host}"])
+    yield from _tracked(request, Drill(facts.scenario(component, key), f"{host}: {component}"))
+
+
+def _tracked(request: pytest.FixtureRequest, drill: Drill) -> Iterator[Drill]:
     request.config.stash[_DRILLS].append(drill)
     log(f"DRILL {drill.row}  (expected: {drill.expected})")
     t0 = time.monotonic()

@@ -102,6 +102,8 @@ RISK_ORDER = {"No": 0, "Partial": 1, "Yes": 2}
 
 ROW_ATTR = "drill_row"
 """Attribute the ``@row`` decorator sets on a drill test: (component, event or failure text)."""
+FLEET_ROW_ATTR = "fleet_drill_row"
+"""Attribute the ``@fleet_row`` decorator sets on a fleet drill: (host, component, event)."""
 
 
 @functools.cache
