@@ -19,6 +19,8 @@ from helpers import SPEC_CASES
 
 from generator import build_tree
 from generator.delivery import _yaml
+from generator.docmodels import HOST_EVENTS
+from generator.redisconf import LossFact, RedisSettings, data_loss
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -119,3 +121,35 @@ def test_playbook_passes_syntax_check_and_ansible_lint(tmp_path: Path) -> None:
     r = subprocess.run([_ansible("ansible-lint"), "--offline", "--profile", "production"], cwd=folder,
                        capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize(
+    ("settings", "value", "reason"),
+    [
+        ({"appendfsync": "always"}, "No", "aof_power_always"),
+        ({"appendfsync": "everysec"}, "Partial", "aof_power"),
+        ({"appendfsync": "no"}, "Partial", "aof_power"),
+        ({"appendonly": False}, "Partial", "rdb_kill"),
+        ({"appendonly": False, "save": []}, "Yes", "none_kill"),
+    ],
+)
+def test_a_power_cut_loses_what_fsync_had_not_written(settings: dict[str, object], value: str, reason: str) -> None:
+    """Redis persistence docs: only fsync'd data survives a power loss, unlike a killed process."""
+    r = RedisSettings.model_validate({"maxmemory": "64mb", **settings})
+    assert data_loss(r, "host_down") == LossFact(value, reason)
+    if settings.get("appendonly", True):
+        assert data_loss(r, "killed") == LossFact("No", "aof_kill")  # the page cache survives a kill
+
+
+def test_host_rows_only_where_there_are_several_hosts(files: dict[str, str]) -> None:
+    tree = build_tree(REPO / "spec")
+
+    def host_rows(folder: str) -> set[tuple[str, str]]:
+        return {(sv.sc.component, str(sv.event)) for views in tree.builds[folder].plan.scenarios.values()
+                for sv in views if sv.sc is not None and sv.event in HOST_EVENTS}
+    assert host_rows("staging") == set()  # one server: its loss is the backup runbook's, not a row
+    assert host_rows("production/worker1") == {("worker", "host_down"), ("worker", "partition")}
+    assert host_rows("production/redis1") == {("redis", "host_down")}
+    row = next(ln for ln in files["production/redis1/docs/failure_matrix.md"].splitlines()
+               if "Хост Redis выключился" in ln)
+    assert "**Частично**" in row and "appendfsync everysec" in row  # derived, not written in the spec
