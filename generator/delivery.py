@@ -106,7 +106,7 @@ def host_vars(p: Plan, tree: str) -> dict[str, Any]:
 
 
 def _group(name: str) -> str:
-    return "runs_" + name.replace("-", "_")
+    return layout.ANSIBLE_RUNS_PREFIX + name.replace("-", "_")
 
 
 def inventory(spec: Spec, env: str, hosts: list[str]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator
 
+from .layout import ANSIBLE_GROUPS
 from .models import FailureMatrix, Spec
 
 __all__ = ["across_hosts", "host_problems", "host_spec", "placement"]
@@ -46,6 +47,11 @@ def host_problems(spec: Spec) -> Iterator[Found]:
     known = set(spec.services) | set(spec.external_units)
     seen: dict[str, str] = {}
     for host, h in spec.hosts.items():
+        if host in ANSIBLE_GROUPS:  # runs_<name> groups need no check: a host name has no '_'
+            yield ("hosts", host), (
+                f"'{host}' is a group of the generated Ansible inventory ({', '.join(ANSIBLE_GROUPS)}): "
+                f"name the host otherwise, e.g. '{host}1'"
+            )
         for i, name in enumerate(h.runs):
             if name not in known:
                 listed = ", ".join(sorted(known))

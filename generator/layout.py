@@ -11,6 +11,8 @@ from pathlib import PurePosixPath
 
 __all__ = [
     "ANSIBLE_DIR",
+    "ANSIBLE_GROUPS",
+    "ANSIBLE_RUNS_PREFIX",
     "DOCS_DIR",
     "MANIFEST",
     "ROOT_DIR",
@@ -31,6 +33,10 @@ MANIFEST = "manifest.tsv"
 """build/manifest.tsv lists owner, group and mode of every file under build/root/."""
 ANSIBLE_DIR = "ansible"
 """build/<env>/ansible/ holds the environment's Ansible inventory and playbook."""
+ANSIBLE_GROUPS = ("all", "ungrouped", "data", "services")
+"""Groups of the generated inventory (Ansible's own two, then the playbook's plays); with the
+``runs_<name>`` groups, names no host may have (a host and a group of one name are ambiguous)."""
+ANSIBLE_RUNS_PREFIX = "runs_"
 
 
 def release_state(project: str) -> str:

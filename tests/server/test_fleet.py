@@ -123,3 +123,33 @@ def test_drift_is_reported_by_check_diff(fleet_delivery: Delivery) -> None:
     assert "-# edited by hand" in out, out[-3000:]
     assert srv.read(unit["dest"]).endswith(b"# edited by hand\n"), "--check changed the file"
     assert srv.main_pid(unit["restart"][0]) == pid, "--check restarted the unit"
+
+
+def test_a_host_failing_its_gates_stops_the_delivery(fleet_delivery: Delivery) -> None:
+    """Release A over B while the first API host's env file names a wrong Redis password: that host
+    restarts into 503 on its readiness path, its gate fails, and no later host is touched."""
+    d = fleet_delivery
+    if "B" not in d.releases:
+        pytest.skip("needs the upgrade")
+    a, b = d.releases["A"], d.releases["B"]
+    apis = [h for h in d.fleet.machines if a.host_vars(h)["tree_http_gates"]]
+    first, second = apis[0], apis[1]
+    env_file = a.host_vars(first)["tree_env_file"]
+    srv = d.server(first)
+    good = srv.read(env_file)
+    srv.run(["sed", "-i", "s/fleet-test-/wrong-password-/", env_file])
+    try:
+        git(d.repo, "checkout", "-q", a.commit)
+        out = d.run_block(d.blocks[0], check=False)
+        recap = _recap(out)
+        assert recap.get(first, {}).get("failed") == 1, out[-3000:]
+        assert "Gate: the HTTP services are ready" in out and "/readyz" in out, out[-3000:]
+        unit = next(f for f in b.host_vars(second)["tree_files"] if f["restart"] and f["dest"].endswith(".service"))
+        assert d.server(second).read(unit["dest"]) == b.file_text(second, unit["src"]), \
+            f"{second} was delivered after {first} failed its gate"
+        # the data hosts went before and had nothing to change; the hosts after it were never started
+        assert all(recap.get(h, {}).get("changed", 0) == 0 for h in d.fleet.machines if h != first), recap
+    finally:
+        srv.run(["sh", "-c", f"cat > {env_file}"], input=good.decode())
+    d.run_block(d.blocks[0])
+    _assert_tree(d, a)
