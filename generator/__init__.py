@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .delivery import ansible_files
+from .delivery import SETTLE_SEC, ansible_files
 from .environment import TEMPLATES_DIR
 from .environments import environment_names
 from .errors import GeneratorError, OutputError, Problem, SpecError, TemplateError
@@ -116,7 +116,8 @@ def _slices(spec_dir: Path, templates_dir: Path, env: str | None) -> tuple[dict[
     plans = {host: out[folders[host]].plan for host in trees}
     delivery = ansible_files(loaded.spec, env, plans, templates_dir)
     ansible_dir = f"build/{base}/{ANSIBLE_DIR}".replace("//", "/")
-    return out, {overview: render_hosts(loaded.spec, trees, templates_dir, env, ansible_dir), **delivery}
+    text = render_hosts(loaded.spec, trees, templates_dir, env, ansible_dir, SETTLE_SEC)
+    return out, {overview: text, **delivery}
 
 
 @dataclass

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator
 
-from .layout import ANSIBLE_GROUPS
+from .layout import ANSIBLE_DIR, ANSIBLE_GROUPS
 from .models import FailureMatrix, Spec
 
 __all__ = ["across_hosts", "host_problems", "host_spec", "placement"]
@@ -52,6 +52,11 @@ def host_problems(spec: Spec) -> Iterator[Found]:
                 f"'{host}' is a group of the generated Ansible inventory ({', '.join(ANSIBLE_GROUPS)}): "
                 f"name the host otherwise, e.g. '{host}1'"
             )
+        elif host == ANSIBLE_DIR:
+            yield ("hosts", host), (
+                f"'{host}' is the folder of the generated playbook (build/<env>/{ANSIBLE_DIR}/): "
+                f"name the host otherwise, e.g. '{host}1'"
+            )
         for i, name in enumerate(h.runs):
             if name not in known:
                 listed = ", ".join(sorted(known))
@@ -70,6 +75,7 @@ def host_problems(spec: Spec) -> Iterator[Found]:
     for name in [*spec.services, *spec.external_units]:
         if name not in placed:
             yield ("hosts",), f"'{name}' runs on no host: add it to the runs of a host"
+    yield from _bind_problems(spec, placed)
     for name in spec.external_units:
         if len(placed.get(name, [])) > 1:
             second = placed[name][1]
@@ -122,3 +128,21 @@ def host_spec(spec: Spec, host: str) -> Spec:
         "log_policies": {n: p for n, p in spec.log_policies.items() if n in used},
     })  # fmt: skip
     return sliced.model_copy(update={"failure_matrix": _matrix(spec.failure_matrix, sliced, on)})
+
+
+def _bind_problems(spec: Spec, placed: dict[str, list[str]]) -> Iterator[Found]:
+    """A service bound to one specific address that is not the address of every host it runs on:
+    on the others it cannot bind (EADDRNOTAVAIL), and their readiness gate would ask the wrong host."""
+    for name, svc in spec.services.items():
+        bind = getattr(svc.runner, "host", None)
+        if bind is None or bind == "localhost":
+            continue
+        address = ipaddress.ip_address(bind)
+        if address.is_loopback or address.is_unspecified:
+            continue
+        wrong = [h for h in placed.get(name, []) if ipaddress.ip_address(spec.hosts[h].address) != address]
+        if wrong:
+            yield ("services", name, "runner", "host"), (
+                f"{bind} is not the address of host '{wrong[0]}', where '{name}' runs too: bind 127.0.0.1 "
+                "(reached on the host), 0.0.0.0 (every address of each host) or run it on one host"
+            )

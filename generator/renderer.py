@@ -106,16 +106,17 @@ def _shared_context(p: Plan, templates_dir: Path) -> dict[str, Any]:
 
 def render_hosts(
     spec: Spec, trees: dict[str, str], templates_dir: Path = TEMPLATES_DIR, env: str | None = None,
-    ansible_dir: str | None = None,
+    ansible_dir: str | None = None, settle_sec: int = 0,
 ) -> str:
     """The overview of an environment with ``hosts`` (``build/<env>/hosts.md``): each host, its
     address, what it runs, and its tree (``trees[host]``; absent for a host with nothing of ours
     to install); with ``ansible_dir`` (``build/<env>/ansible``), how to deliver, preview and roll
-    back with it. Raises :class:`TemplateError` like :func:`render`."""
+    back with it (``settle_sec``: seconds a unit must stay up, generator.delivery.SETTLE_SEC).
+    Raises :class:`TemplateError` like :func:`render`."""
     try:
         return make_environment(templates_dir).get_template("docs/hosts.md.j2").render(
             spec=spec, t=load_catalog(templates_dir, spec.project.language), trees=trees, env=env,
-            ansible_dir=ansible_dir, state_dir=layout.release_state(spec.project.name),
+            ansible_dir=ansible_dir, settle_sec=settle_sec, state_dir=layout.release_state(spec.project.name),
             rollback_dir=f"../{spec.project.name}-rollback",
         )
     except (jinja2.TemplateError, ValueError) as exc:

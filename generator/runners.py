@@ -17,6 +17,7 @@ the stop-timeout lint and the docs read the same facts:
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Annotated, Literal
@@ -40,8 +41,17 @@ __all__ = [
 
 AppRef = Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", max_length=255)]
 """A Python object as `module:attribute` (the form uvicorn and gunicorn take)."""
-Host = Annotated[str, Field(pattern=r"^[0-9a-fA-F.:]+$|^localhost$", max_length=64)]
-"""An IP address (v4 or v6) or `localhost`."""
+def _bind_address(value: str) -> str:
+    if value != "localhost":
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError("must be an IPv4 or IPv6 address (e.g. 127.0.0.1, 0.0.0.0, ::1) or localhost") from None
+    return value
+
+
+Host = Annotated[str, Field(pattern=r"^[0-9a-fA-F.:]+$|^localhost$", max_length=64), AfterValidator(_bind_address)]
+"""An IP address (v4 or v6, as Python's ipaddress reads it) or `localhost`."""
 Port = Annotated[int, Field(ge=1, le=65535)]
 ReadyPath = Annotated[str | None, Field(pattern=r"^/[A-Za-z0-9._~/-]*$", max_length=255)]
 """An absolute URL path of plain characters (no query, no `{`): it is put into a URL verbatim."""

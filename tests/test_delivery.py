@@ -17,7 +17,7 @@ import pytest
 import yaml
 from helpers import SPEC_CASES
 
-from generator import build_tree
+from generator import SpecError, build_tree
 from generator.delivery import _yaml
 from generator.docmodels import HOST_EVENTS
 from generator.redisconf import LossFact, RedisSettings, data_loss
@@ -153,3 +153,39 @@ def test_host_rows_only_where_there_are_several_hosts(files: dict[str, str]) -> 
     row = next(ln for ln in files["production/redis1/docs/failure_matrix.md"].splitlines()
                if "Хост Redis выключился" in ln)
     assert "**Частично**" in row and "appendfsync everysec" in row  # derived, not written in the spec
+
+
+def _fleet_copy(tmp_path: Path, overlay: str, env: str = "production") -> Path:
+    spec = tmp_path / "spec"
+    shutil.copytree(SPEC_CASES["fleet"], spec)
+    (spec / f"env/{env}.yaml").write_text(overlay)
+    return spec
+
+
+def test_a_host_that_runs_redis_among_services_is_delivered_first(tmp_path: Path) -> None:
+    """Every other host's gates need Redis: its host goes in the first play, whatever else it runs."""
+    spec = _fleet_copy(tmp_path, "hosts:\n  api2: {address: 10.0.1.12, runs: [api]}\n"
+                                 "  work1: {address: 10.0.1.21, runs: [worker]}\n"
+                                 "  api1: {address: 10.0.1.11, runs: [api, redis]}\n")
+    inv = yaml.safe_load(build_tree(spec).files["production/ansible/inventory.yml"])["all"]["children"]
+    assert list(inv["data"]["hosts"]) == ["api1"] and list(inv["services"]["hosts"]) == ["api2", "work1"]
+
+
+def test_a_loopback_host_is_reached_by_its_name_not_by_ssh_to_the_controller(tmp_path: Path) -> None:
+    spec = _fleet_copy(tmp_path, "hosts:\n  app1: {address: 127.0.0.1, runs: [api, worker, redis]}\n", "staging")
+    inv = yaml.safe_load(build_tree(spec).files["staging/ansible/inventory.yml"])["all"]
+    assert inv["hosts"] == {"app1": None}
+
+
+@pytest.mark.parametrize(("bind", "message"), [
+    ("10.0.1.11", "10.0.1.11 is not the address of host 'api2', where 'api' runs too"),
+    (":::", "must be an IPv4 or IPv6 address"),
+])
+def test_a_bind_address_other_hosts_cannot_have_is_refused(tmp_path: Path, bind: str, message: str) -> None:
+    spec = _fleet_copy(tmp_path, (SPEC_CASES["fleet"] / "env/production.yaml").read_text())
+    text = (spec / "spec.yaml").read_text()
+    assert "host: 127.0.0.1, port: 8000" in text
+    (spec / "spec.yaml").write_text(text.replace("host: 127.0.0.1, port: 8000", f'host: "{bind}", port: 8000'))
+    with pytest.raises(SpecError) as exc:
+        build_tree(spec)
+    assert message in str(exc.value) and "spec.yaml:32:" in str(exc.value), str(exc.value)

@@ -148,9 +148,11 @@ def test_hosts_get_their_own_trees_and_only_local_dependencies() -> None:
         ("runs: [api]}\n  work1", "runs: [api, redis]}\n  work1", "redis1:",
          "hosts.redis1.runs[0]: external unit 'redis' already runs on 'api2'"),
         ("  work1: {", "  data: {", "data:", "hosts.data: 'data' is a group of the generated Ansible inventory"),
+        ("  work1: {", "  ansible: {", "ansible:", "hosts.ansible: 'ansible' is the folder of the generated playbook"),
     ],
     ids=["unknown-role", "service-on-no-host", "shared-address", "loopback-in-a-fleet", "public-address",
-         "redis-on-two-hosts", "host-named-like-a-play-group"],
+         "redis-on-two-hosts", "host-named-like-a-play-group",
+         "host-named-like-the-playbook-folder"],
 )
 def test_host_mistakes_are_located(tmp_path: Path, old: str, new: str, needle: str, message: str) -> None:
     spec = tmp_path / "spec"

@@ -135,6 +135,7 @@ def test_a_host_failing_its_gates_stops_the_delivery(fleet_delivery: Delivery) -
     apis = [h for h in d.fleet.machines if a.host_vars(h)["tree_http_gates"]]
     first, second = apis[0], apis[1]
     env_file = a.host_vars(first)["tree_env_file"]
+    api_unit = next(u for f in a.host_vars(first)["tree_files"] for u in f["restart"] if u.endswith(".service"))
     srv = d.server(first)
     good = srv.read(env_file)
     srv.run(["sed", "-i", "s/fleet-test-/wrong-password-/", env_file])
@@ -150,6 +151,9 @@ def test_a_host_failing_its_gates_stops_the_delivery(fleet_delivery: Delivery) -
         # the data hosts went before and had nothing to change; the hosts after it were never started
         assert all(recap.get(h, {}).get("changed", 0) == 0 for h in d.fleet.machines if h != first), recap
     finally:
+        # the operator's fix: the env file back, and its service restarted (the env file is not part
+        # of the tree: a delivery does not restart a service because it changed)
         srv.run(["sh", "-c", f"cat > {env_file}"], input=good.decode())
+        srv.systemctl("restart", api_unit)
     d.run_block(d.blocks[0])
     _assert_tree(d, a)

@@ -93,6 +93,35 @@ def _host_of(status: dict[str, object]) -> str:
     return "-".join(parts[2:-2]) if len(parts) >= 5 else "?"
 
 
+def _follow(fl: Delivery, apis: list[str], steps: int, step_s: float) -> tuple[str, FailoverFollower]:
+    """Submit a job through the first API host and follow its events until 3 have come."""
+    job = ts.submit_job(fl.server(apis[0]).http, steps, step_s)
+    follower = FailoverFollower([fl.server(h) for h in apis], job)
+    follower.start()
+    ts.wait_for(lambda: len(follower.events) >= 3, 60, "3 progress events")
+    return job, follower
+
+
+def _cut_until_progress(fl: Delivery, host: str, follower: FailoverFollower, timeout: float) -> float:
+    """Power ``host`` off; seconds until the job's next event reaches the client."""
+    n = len(follower.events)
+    t0 = time.monotonic()
+    fl.fleet.power_cut(host)
+    ts.wait_for(lambda: len(follower.events) > n, timeout, f"progress after {host} went off")
+    return time.monotonic() - t0
+
+
+def _check_sse(fd: Drill, follower: ts.SseFollower, steps: int) -> None:
+    fd.check("SSE events", "each once, then done", follower.check_exactly_once(steps) or "each once, then done")
+
+
+def _boot_again(fd: Drill, fl: Delivery, host: str, unit: str, ready: Callable[[], bool]) -> None:
+    """Power the host on again; its enabled ``unit`` must come back by itself (``ready``)."""
+    back = _power_back(fl, host)
+    ts.wait_for(ready, 60, f"{unit} on {host} after boot")
+    fd.note(f"{host} booted again in {back:.1f} s; {unit} back by itself (enabled units start at boot)")
+
+
 def _power_back(fl: Delivery, host: str) -> float:
     srv = fl.server(host)
     t0 = time.monotonic()
@@ -112,27 +141,18 @@ def test_worker_host_powered_off_mid_job(fleet: Delivery, fd: Drill, production:
     api = fl.server(apis[0])
     fl.server(other).systemctl("stop", unit)  # the job must start on the victim
     steps = 30
-    job = ts.submit_job(api.http, steps, 1.0)
-    follower = FailoverFollower([fl.server(h) for h in apis], job)
-    follower.start()
-    ts.wait_for(lambda: len(follower.events) >= 3, 60, "3 progress events")
+    job, follower = _follow(fl, apis, steps, 1.0)
     fd.check("job runs on", victim, _host_of(_status(api, job)))
     fl.server(other).systemctl("start", unit)
-    cut_at_events = len(follower.events)
-    t0 = time.monotonic()
-    fl.fleet.power_cut(victim)
-    ts.wait_for(lambda: len(follower.events) > cut_at_events, 240, "progress after the power cut")
-    fd.recover_s = time.monotonic() - t0
+    fd.recover_s = _cut_until_progress(fl, victim, follower, 240)
     follower.join(steps * 1.0 + 120)
-    fd.check("SSE events", "each once, then done", follower.check_exactly_once(steps) or "each once, then done")
+    _check_sse(fd, follower, steps)
     st = _status(api, job)
     fd.check("finished on", other, _host_of(st))
     fd.check("resumed after", "heartbeat timeout (60 s) + maintenance", f"{fd.recover_s:.0f} s",
              50 <= fd.recover_s <= 130)
     fd.check_loss("No" if st.get("status") == "done" else "Yes", f"job {st.get('status')}")
-    back = _power_back(fl, victim)
-    ts.wait_for(lambda: fl.server(victim).active_state(unit) == "active", 60, f"{unit} on {victim} after boot")
-    fd.note(f"{victim} booted again in {back:.1f} s; {unit} active (enabled units start at boot)")
+    _boot_again(fd, fl, victim, unit, lambda: fl.server(victim).active_state(unit) == "active")
     fd.verify()
 
 
@@ -144,22 +164,13 @@ def test_api_host_powered_off_sse_resumes_on_the_other(fleet: Delivery, fd: Dril
     victim = apis[0]
     unit = Facts(production.builds[f"{ENV}/{victim}"]).service("api").unit_file
     steps = 16
-    job = ts.submit_job(fl.server(victim).http, steps, 0.5)
-    follower = FailoverFollower([fl.server(h) for h in apis], job)
-    follower.start()
-    ts.wait_for(lambda: len(follower.events) >= 3, 60, "3 progress events")
-    n = len(follower.events)
-    t0 = time.monotonic()
-    fl.fleet.power_cut(victim)
-    ts.wait_for(lambda: len(follower.events) > n, 60, "an event through the other API host")
-    fd.recover_s = time.monotonic() - t0
+    _, follower = _follow(fl, apis, steps, 0.5)
+    fd.recover_s = _cut_until_progress(fl, victim, follower, 60)
     follower.join(steps * 0.5 + 60)
-    fd.check("SSE events", "each once, then done", follower.check_exactly_once(steps) or "each once, then done")
+    _check_sse(fd, follower, steps)
     fd.check("stream moved to", apis[1], apis[follower.hosts_used[-1]])
     fd.check_loss("No" if not follower.check_exactly_once(steps) else "Yes", "events over two API hosts")
-    back = _power_back(fl, victim)
-    ts.wait_for(lambda: fl.server(victim).http.get("/readyz").status_code == 200, 60, f"/readyz on {victim}")
-    fd.note(f"{victim} booted again in {back:.1f} s; {unit} ready (enabled units start at boot)")
+    _boot_again(fd, fl, victim, unit, lambda: fl.server(victim).http.get("/readyz").status_code == 200)
     fd.verify()
 
 
@@ -209,10 +220,7 @@ def test_worker_host_cut_off_from_redis(fleet: Delivery, fd: Drill, production: 
     api = fl.server(apis[0])
     fl.server(other).systemctl("stop", unit)  # the job in flight must be the victim's
     steps = 30
-    job = ts.submit_job(api.http, steps, 1.0)
-    follower = FailoverFollower([fl.server(h) for h in apis], job)
-    follower.start()
-    ts.wait_for(lambda: len(follower.events) >= 3, 60, "3 progress events")
+    job, follower = _follow(fl, apis, steps, 1.0)
     fl.server(other).systemctl("start", unit)
     n = len(follower.events)
     t0 = time.monotonic()
@@ -229,7 +237,7 @@ def test_worker_host_cut_off_from_redis(fleet: Delivery, fd: Drill, production: 
     ts.wait_for(lambda: _hc(fl.server(victim), hc_unit) == 0, 120, "healthcheck OK after the network is back")
     fd.recover_s = time.monotonic() - t1
     follower.join(steps * 1.0 + 120)
-    fd.check("SSE events", "each once, then done", follower.check_exactly_once(steps) or "each once, then done")
+    _check_sse(fd, follower, steps)
     st = _status(api, job)
     fd.check_loss("No" if st.get("status") == "done" else "Yes", f"job {st.get('status')}")
     fd.check(f"{unit} restarts on {victim}", 0, int(fl.server(victim).prop(unit, "NRestarts") or 0))
