@@ -158,8 +158,9 @@ def _healthchecks(spec: Spec) -> Iterator[Found]:
         if hc.service not in spec.services:
             yield (*base, "service"), _unknown("service", hc.service, spec.services)
         for i, check in enumerate(hc.checks):
-            if check.fails_as not in hc.exit_codes:
-                yield (*base, "checks", i, "fails_as"), f"exit code {check.fails_as} is not in exit_codes"
+            for code in check.exits:
+                if code not in hc.exit_codes:
+                    yield (*base, "checks", i, "fails_as"), f"exit code {code} is not in exit_codes"
         if hc.every_sec is not None and hc.role != "monitor":
             yield (*base, "every_sec"), "only a 'monitor' healthcheck runs on a timer"
 

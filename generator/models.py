@@ -353,8 +353,14 @@ class Check(_Model):
     id: Name
     title: Text
     description: Text
-    fails_as: int
-    """Exit code the script returns when this check fails."""
+    fails_as: int | Annotated[list[int], Field(min_length=1, max_length=8)]
+    """Exit code the script returns when this check fails, or several, worst first, when the check
+    tells failures apart (e.g. ``[2, 1]``: keys unreadable -> 2, no live heartbeat -> 1)."""
+
+    @property
+    def exits(self) -> list[int]:
+        """``fails_as`` as a list, worst first."""
+        return self.fails_as if isinstance(self.fails_as, list) else [self.fails_as]
 
 
 class NotChecked(_Model):

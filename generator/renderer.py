@@ -57,10 +57,14 @@ def combined_manifest(plans: dict[str, Plan]) -> str:
 
 def apt_packages(p: Plan) -> list[str]:
     """What the install step installs with apt-get on this tree's host: git and python3-venv for
-    the code and the venv, the external units' packages, logrotate when logs go to files."""
+    the code and the venv, the external units' packages, logrotate when logs go to files, curl
+    when a service speaks HTTP (the docs check it with `curl`), and sudo, which every command of
+    the docs is written with (a minimal Debian has neither)."""
     packages = ["git", "python3-venv"] if p.services else []
     packages += [e.package for e in p.spec.external_units.values() if e.package]
-    return packages + (["logrotate"] if any(sv.log_files for sv in p.services) else [])
+    packages += ["logrotate"] if any(sv.log_files for sv in p.services) else []
+    packages += ["curl"] if any(getattr(sv.svc.runner, "port", None) for sv in p.services) else []
+    return [*packages, "sudo"]
 
 
 def _exceptions_text(hardening: Hardening) -> str:

@@ -1,0 +1,58 @@
+"""Defects an on-call reading of the generated docs found (issue 15), each pinned by a test."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import REPO
+
+from generator import SpecError, build_tree
+
+
+@pytest.fixture(scope="module")
+def files() -> dict[str, str]:
+    return build_tree(REPO / "spec").files
+
+
+def test_a_check_that_tells_failures_apart_names_each_exit(files: dict[str, str]) -> None:
+    """Check 4 returns 2 when the queue's keys cannot be read and 1 with no live heartbeat
+    (app/healthchecks/worker_healthcheck.py check_queue): the doc tags it with both, worst first."""
+    line = next(ln for ln in files["staging/docs/README.md"].splitlines() if ln.startswith("4. **"))
+    assert line.endswith("(→ 2 DOWN, 1 DEGRADED)"), line
+    assert "нет живого heartbeat — DEGRADED" in line
+
+
+def test_an_exit_code_a_healthcheck_does_not_have_is_located(tmp_path: Path) -> None:
+    spec = tmp_path / "spec"
+    shutil.copytree(REPO / "spec", spec)
+    hc = spec / "healthchecks.yaml"
+    hc.write_text(hc.read_text().replace("fails_as: [2, 1]", "fails_as: [2, 7]", 1))
+    (tmp_path / "app").symlink_to(REPO / "app")
+    with pytest.raises(SpecError) as exc:
+        build_tree(spec)
+    assert re.search(r"healthchecks\.yaml:\d+:\d+: healthchecks\.worker_healthcheck\.checks\[3\]\.fails_as: "
+                     r"exit code 7 is not in exit_codes", str(exc.value)), str(exc.value)
+
+
+def test_the_install_list_has_what_the_docs_use(files: dict[str, str]) -> None:
+    """The docs' commands start with sudo and check HTTP services with curl; a minimal Debian has neither."""
+    def apt(path: str) -> list[str]:
+        m = re.search(r"`apt-get install ([^`]+)`", files[path])
+        assert m, path
+        return m.group(1).split()
+
+    assert {"curl", "sudo"} <= set(apt("staging/docs/README.md"))
+    assert "sudo" in apt("production/worker1/docs/README.md") and "curl" not in apt("production/worker1/docs/README.md")
+    assert apt("production/redis1/docs/README.md") == ["redis-server", "sudo"]
+
+
+def test_the_off_server_copy_of_the_env_file_is_not_optional(files: dict[str, str]) -> None:
+    """The server-loss runbook restores the env file from a copy: a copy kept only on the lost
+    server cannot be it."""
+    doc = files["staging/docs/backup_recovery.md"]
+    section = doc[doc.index("### 1. Environment"):doc.index("### 2. ")]
+    assert "(опционально)" not in section
+    assert "Обязательно: копия вне сервера" in section
