@@ -56,3 +56,12 @@ def test_the_off_server_copy_of_the_env_file_is_not_optional(files: dict[str, st
     section = doc[doc.index("### 1. Environment"):doc.index("### 2. ")]
     assert "(опционально)" not in section
     assert "Обязательно: копия вне сервера" in section
+
+
+def test_crash_rows_detect_by_the_restart_counter(files: dict[str, str]) -> None:
+    """A crashed unit is active again RestartSec= later: `systemctl status` misses the crash,
+    NRestarts does not (systemd.service(5), NRestarts=)."""
+    matrix = files["staging/docs/failure_matrix.md"]
+    for failure in ("API упал", "API убит OOM killer", "Worker упал"):
+        row = next(ln for ln in matrix.splitlines() if ln.startswith(f"| {failure}"))
+        assert "NRestarts" in row, row
