@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -65,3 +67,18 @@ def test_crash_rows_detect_by_the_restart_counter(files: dict[str, str]) -> None
     for failure in ("API упал", "API убит OOM killer", "Worker упал"):
         row = next(ln for ln in matrix.splitlines() if ln.startswith(f"| {failure}"))
         assert "NRestarts" in row, row
+
+
+def test_the_commands_for_rotated_logs_read_compressed_and_plain_archives(files: dict[str, str], tmp_path: Path) -> None:
+    """Under delaycompress the newest archive is plain and older ones are gzip: the doc's zgrep
+    line, run by the real zgrep on such a folder, finds a line in each (and in the live log)."""
+    readme = files["staging/docs/README.md"]
+    line = next(ln for ln in readme.splitlines() if ln.startswith("zgrep ") and "api.log" in ln)
+    logs = "/opt/zachot/logs"
+    (tmp_path / "api.log").write_text("now ERROR live\n")
+    (tmp_path / "api.log-2026-12-01").write_text("yesterday ERROR plain\n")
+    with gzip.open(tmp_path / "api.log-2026-11-30.gz", "wt") as f:
+        f.write("before ERROR gzip\n")
+    r = subprocess.run(["sh", "-c", line.replace(logs, str(tmp_path))], capture_output=True, text=True, check=False)
+    assert {"now ERROR live", "yesterday ERROR plain", "before ERROR gzip"} <= set(r.stdout.splitlines()), r
+    assert any(ln.startswith("zcat -f $(ls -tr ") for ln in readme.splitlines())
