@@ -22,7 +22,6 @@ import contextlib
 import ipaddress
 import os
 import secrets
-import shlex
 import shutil
 import signal
 import subprocess
@@ -34,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import testserver as ts
-from testserver import CACHE_DIR, WORK_DIR, Server, ServerError, log
+from testserver import CACHE_DIR, WORK_DIR, Server, log
 
 SSH_RECIPE = "2"
 SSH_PACKAGES = ["iproute2", "openssh-server", "python3-apt"]  # python3-apt: ansible.builtin.apt needs it
@@ -259,11 +258,3 @@ def booted_fleet(hosts: dict[str, str], files: dict[str, dict[str, tuple[str, in
             _remove_cgroup(cg)
         shutil.rmtree(fleet.scratch, ignore_errors=True)
         timings["fleet teardown"] = time.monotonic() - t1
-
-
-def shell_quote_env(lines: list[str]) -> str:
-    """Env-file text from NAME=value lines (values written as systemd reads them: no quoting needed)."""
-    for ln in lines:
-        if "\n" in ln:
-            raise ServerError(f"an env line holds a newline: {shlex.quote(ln)}")
-    return "".join(ln + "\n" for ln in lines)
