@@ -3,11 +3,12 @@
 
 Run by path: ``<venv>/bin/python <repo>/app/healthchecks/redis_check.py``.
 Reads ``ZACHOT_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``), sends one
-PING, prints one line and exits with (systemd.service(5), ExecCondition=):
+PING, prints one line (its time first, ISO 8601) and exits with (systemd.service(5), ExecCondition=):
 
 * :data:`EXIT_OK` (0): Redis answered PING -- the start proceeds.
-* :data:`EXIT_SKIP` (1): Redis unreachable (refused, timeout, DNS, loading)
-  -- systemd skips the start without marking the unit failed and without
+* :data:`EXIT_SKIP` (1): Redis unreachable (refused, timeout, DNS, loading),
+  or refusing writes because it cannot save (``MISCONF``: disk full, fork
+  failing) -- systemd skips the start without marking the unit failed and without
   triggering ``Restart=``.
 * :data:`EXIT_BROKEN` (255): the check itself is broken (unparsable
   ``ZACHOT_REDIS_URL``, wrong credentials, ``redis`` not importable, any
@@ -95,7 +96,14 @@ def check(url: str) -> tuple[int, str]:
     started = time.monotonic()
     try:
         client.ping()
-    except (AuthenticationError, AuthorizationError, ResponseError) as exc:
+    except (AuthenticationError, AuthorizationError) as exc:
+        return EXIT_BROKEN, (f"BROKEN redis: {shown} rejected the connection "
+                             f"(check password/db in ZACHOT_REDIS_URL): {exc}")
+    except ResponseError as exc:
+        if str(exc).startswith("MISCONF"):  # Redis refuses PING with writes while it cannot persist
+            return EXIT_SKIP, (f"SKIP redis: {shown} cannot save its RDB snapshot or AOF and refuses writes "
+                               "(MISCONF): the disk is full or not writable, or fork() fails "
+                               "(vm.overcommit_memory=0); see the Redis log")
         return EXIT_BROKEN, (f"BROKEN redis: {shown} rejected the connection "
                              f"(check password/db in ZACHOT_REDIS_URL): {exc}")
     except InvalidResponse as exc:
@@ -125,7 +133,8 @@ def main() -> int:
         code, line = EXIT_SKIP, f"SKIP redis: {redact_url(url)} no answer within {TOTAL_TIMEOUT_SECONDS:g} s"
     except BaseException as exc:  # noqa: BLE001 - anything else means the check is broken
         code, line = EXIT_BROKEN, f"BROKEN redis_check: unexpected {type(exc).__name__}: {exc}"
-    print(line, flush=True)
+    # The line lands in the service's log file (systemd's append:, no journald time): it carries its own.
+    print(time.strftime("%Y-%m-%dT%H:%M:%S%z"), line, flush=True)
     return code
 
 

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from apptest_support import PYTHON, REPO_ROOT, ManagedProcess, RedisServer, SilentServer, clean_env
+from apptest_support import (
+    PYTHON,
+    REPO_ROOT,
+    ManagedProcess,
+    RedisServer,
+    SilentServer,
+    clean_env,
+    free_port,
+    wait_until,
+)
 
 from app.healthchecks import redis_check, worker_healthcheck
 
@@ -25,6 +35,15 @@ def run(script: Path, env: dict[str, str], *args: str, python_flags: tuple[str, 
     p = subprocess.run([PYTHON, *python_flags, str(script), *args], env=env, cwd=cwd,
                        capture_output=True, text=True, timeout=30)
     return p.returncode, p.stdout.splitlines(), time.monotonic() - t0
+
+
+TIMED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} ")
+
+
+def untimed(lines: list[str]) -> list[str]:
+    """The precheck's lines without their leading time, which every line must have."""
+    assert lines and all(TIMED.match(x) for x in lines), lines
+    return [TIMED.sub("", x) for x in lines]
 
 
 def line(lines: list[str], name: str) -> str:
@@ -98,6 +117,7 @@ def test_healthchecks_do_not_import_app(redis_server: RedisServer, tmp_path: Pat
 
 def test_redis_check_ok(redis_server: RedisServer) -> None:
     code, lines, _ = run(REDIS_CHECK, clean_env(ZACHOT_REDIS_URL=redis_server.url))
+    lines = untimed(lines)
     assert code == redis_check.EXIT_OK == 0
     assert len(lines) == 1 and lines[0].startswith("OK redis:") and "PING" in lines[0]
 
@@ -105,6 +125,7 @@ def test_redis_check_ok(redis_server: RedisServer) -> None:
 def test_redis_check_skips_when_redis_down(redis_server: RedisServer) -> None:
     redis_server.kill()
     code, lines, elapsed = run(REDIS_CHECK, clean_env(ZACHOT_REDIS_URL=redis_server.url))
+    lines = untimed(lines)
     assert code == redis_check.EXIT_SKIP == 1
     assert len(lines) == 1 and lines[0].startswith("SKIP redis:") and "unreachable" in lines[0]
     assert elapsed < 5
@@ -112,14 +133,41 @@ def test_redis_check_skips_when_redis_down(redis_server: RedisServer) -> None:
 
 def test_redis_check_skips_on_timeout(silent_server: SilentServer) -> None:
     code, lines, elapsed = run(REDIS_CHECK, clean_env(ZACHOT_REDIS_URL=silent_server.url))
+    lines = untimed(lines)
     assert code == redis_check.EXIT_SKIP, lines
     assert lines[0].startswith("SKIP redis:") and "Timeout" in lines[0]
     assert elapsed < redis_check.TOTAL_TIMEOUT_SECONDS + 1
 
 
+def test_redis_check_names_misconf_when_redis_cannot_save(tmp_path: Path) -> None:
+    """A Redis whose snapshot fails refuses writes and PING with MISCONF: the precheck says so
+    (skip, the real cause), not "check password/db" (issue 15)."""
+    import shutil
+
+    import redis as redis_py
+
+    port = free_port()
+    # /proc takes no new files, even for root: every BGSAVE fails as on a full disk
+    proc = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
+                             "127.0.0.1", "--save", "3600 1", "--dir", "/proc", "--logfile", str(tmp_path / "r.log")])
+    try:
+        client = redis_py.Redis(port=port, socket_timeout=2)
+        wait_until(client.ping, 10, "redis-server to answer PING")
+        client.bgsave()
+        wait_until(lambda: client.info("persistence")["rdb_last_bgsave_status"] == "err", 10, "BGSAVE to fail")
+        code, lines, _ = run(REDIS_CHECK, clean_env(ZACHOT_REDIS_URL=f"redis://127.0.0.1:{port}/0"))
+        lines = untimed(lines)
+        assert code == redis_check.EXIT_SKIP, lines
+        assert "MISCONF" in lines[0] and "vm.overcommit_memory" in lines[0] and "password" not in lines[0]
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
 def test_redis_check_broken_on_bad_url() -> None:
     for url in ("http://127.0.0.1:6379/0", "redis://127.0.0.1:notaport/0"):
         code, lines, _ = run(REDIS_CHECK, clean_env(ZACHOT_REDIS_URL=url))
+        lines = untimed(lines)
         assert code == redis_check.EXIT_BROKEN == 255, (url, lines)
         assert len(lines) == 1 and lines[0].startswith("BROKEN"), lines
 
@@ -127,6 +175,7 @@ def test_redis_check_broken_on_bad_url() -> None:
 def test_redis_check_broken_on_wrong_password(redis_server: RedisServer) -> None:
     url = redis_server.url.replace("redis://", "redis://:secret@")
     code, lines, _ = run(REDIS_CHECK, clean_env(ZACHOT_REDIS_URL=url))
+    lines = untimed(lines)
     assert code == redis_check.EXIT_BROKEN, lines
     assert "secret" not in lines[0] and ":***@" in lines[0]
 
@@ -134,6 +183,7 @@ def test_redis_check_broken_on_wrong_password(redis_server: RedisServer) -> None
 def test_redis_check_broken_without_redis_module(redis_server: RedisServer) -> None:
     # -S: no site-packages, so `import redis` fails inside the check
     code, lines, _ = run(REDIS_CHECK, clean_env(ZACHOT_REDIS_URL=redis_server.url), python_flags=("-S",))
+    lines = untimed(lines)
     assert code == redis_check.EXIT_BROKEN, lines
     assert "cannot import the redis module" in lines[0]
 
