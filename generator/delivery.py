@@ -51,13 +51,16 @@ def restarts(a: Artifact, p: Plan) -> list[str]:
     """The units to restart when artifact ``a`` of plan ``p`` changed on a host: a service's unit
     file restarts that service, a timer file its timer, a Redis config or drop-in that Redis. A
     logrotate file, a healthcheck's oneshot (it runs anew each time), tmpfiles.d and sysusers.d
-    files restart nothing (the playbook applies the last two itself)."""
+    files restart nothing (the playbook applies the last two itself); a sysctl.d file restarts
+    systemd-sysctl.service, which applies every sysctl.d file (systemd-sysctl.service(8))."""
     if a.purpose == "unit":
         return [a.context["s"].unit_file]
     if a.purpose == "healthcheck_timer":
         return [PurePosixPath(a.server_path or "").name]
     if a.purpose in ("redis_conf", "redis_dropin"):
         return [a.context["v"].unit_file]
+    if a.purpose == "sysctl":
+        return [layout.SYSCTL_UNIT]
     return []
 
 

@@ -7,10 +7,12 @@ the artifact's name.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 
 __all__ = [
+    "json_document",
     "FILTERS",
     "comment_text",
     "env_file_value",
@@ -228,11 +230,19 @@ def tmpfiles_path(value: str) -> str:
     return value.replace("%", "%%")
 
 
+def json_document(value: object) -> str:
+    """A JSON document (RFC 8259) of ``value``, indented by 2, keys in the given order, text kept as
+    UTF-8 (not ``\\u`` escapes). Unlike Jinja's ``tojson`` it does not HTML-escape ``<>&'``: the
+    file is read by a program, not embedded in a page. Raises TypeError for a value JSON cannot hold."""
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
 FILTERS = {
     "comment_text": comment_text,
     "env_file_value": env_file_value,
     "md_cell": md_cell,
     "md_code": md_code,
+    "json_document": json_document,
     "md_table": md_table,
     "seconds": seconds,
     "shell_command": shell_command,

@@ -7,7 +7,9 @@ healthchecks and log policies, the external units it runs, and the failure-matri
 them (a row's healthcheck signal only where that healthcheck runs); ``After=``/``Wants=``/
 ``Requires=`` keep only units on the same host, because systemd orders and starts units of its
 own machine only (systemd.unit(5)): a ``Wants=redis-server.service`` on a host without Redis
-would start nothing there, or a Redis nobody configured. A spec without ``hosts`` is one host
+would start nothing there, or a Redis nobody configured. A service that loses such a dependency
+orders after ``network-online.target`` instead (``network_online``): at boot it reaches the other
+host only once the network is up (systemd.special(7), "network-online.target"). A spec without ``hosts`` is one host
 running everything, as before.
 """
 
@@ -17,7 +19,7 @@ import ipaddress
 from collections.abc import Iterator
 
 from .layout import ANSIBLE_DIR, ANSIBLE_GROUPS
-from .models import FailureMatrix, Spec
+from .models import FailureMatrix, Service, Spec
 
 __all__ = ["across_hosts", "host_problems", "host_spec", "placement"]
 
@@ -115,8 +117,12 @@ def host_spec(spec: Spec, host: str) -> Spec:
     def local(names: list[str]) -> list[str]:
         return [n for n in names if n in on]
 
+    def remote(s: Service) -> bool:
+        return s.network_online or any(n not in on for n in [*s.after, *s.wants, *s.requires])
+
     services = {
-        n: s.model_copy(update={"after": local(s.after), "wants": local(s.wants), "requires": local(s.requires)})
+        n: s.model_copy(update={"after": local(s.after), "wants": local(s.wants), "requires": local(s.requires),
+                                "network_online": remote(s)})
         for n, s in spec.services.items() if n in on
     }  # fmt: skip
     healthchecks = {n: h for n, h in spec.healthchecks.items() if h.service in services}

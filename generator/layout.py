@@ -20,6 +20,9 @@ __all__ = [
     "env_example",
     "logrotate_path",
     "release_state",
+    "SYSCTL_UNIT",
+    "log_config_path",
+    "sysctl_path",
     "sysusers_path",
     "tmpfiles_path",
     "unit_path",
@@ -73,6 +76,23 @@ def tmpfiles_path(project: str) -> str:
 def sysusers_path(project: str) -> str:
     """Server path of the sysusers.d(5) file that creates the service user and group."""
     return str(PurePosixPath("/etc/sysusers.d") / f"{project}.conf")
+
+
+SYSCTL_UNIT = "systemd-sysctl.service"
+"""The unit that applies every sysctl.d file; restarting it applies a changed one (systemd-sysctl.service(8))."""
+
+
+def sysctl_path(project: str) -> str:
+    """Server path of the sysctl.d(5) file with the kernel settings a Redis of the tree needs. Named
+    after the project, it sorts after Debian's ``99-sysctl.conf``, so its values are the ones applied."""
+    return str(PurePosixPath("/etc/sysctl.d") / f"{project}-redis.conf")
+
+
+def log_config_path(unit: str) -> str:
+    """Server path of a uvicorn service's logging config (generator/logconfig.py):
+    /etc/<unit>/logging.json, a folder of the unit's own (made 0755), so that no other step (e.g. a
+    root-only secrets folder under /etc/<project>) decides whether the service may read it."""
+    return str(PurePosixPath("/etc") / unit / "logging.json")
 
 
 def env_example(env_file: str) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from .envscan import env_reads, python_files
+from .limits import limit_problems
 from .planner import Plan, ServiceView
 from .runners import graceful_signals, python_module, stop_wait
 from .semantics import crash_loop_seconds
@@ -137,6 +138,14 @@ def _retention(p: Plan) -> Iterator[Finding]:
                 f"{pol.maxage // period + 1} remain ({pol.frequency}); lower rotate to say so",
                 "warning",
             )
+        if name in used and pol.one_per_day:
+            yield Finding(
+                ("log_policies", name, "dateformat"),
+                f"dateformat {pol.dateformat} names every rotation of a day alike: a second `logrotate -f` that day "
+                "fails (\"destination ... already exists\") and leaves the log unrotated; add %s (seconds since "
+                f"the epoch), e.g. {pol.dateformat}-%s",
+                "warning",
+            )
         if name in used and pol.notifempty and pol.maxage is None:
             days = pol.rotate * _PERIOD_DAYS[pol.frequency]
             yield Finding(
@@ -205,6 +214,13 @@ def _stop_timeouts(p: Plan) -> Iterator[Finding]:
                 f"{wait.option} ({wait.seconds} s)",
                 "warning",
             )
+
+
+def _limits(p: Plan) -> Iterator[Finding]:
+    """Spec'd resource limits hold what the runner's own settings start (:mod:`generator.limits`)."""
+    for sv in p.services:
+        for path, message in limit_problems(sv.svc.limits, sv.svc.runner):
+            yield Finding(("services", sv.name, *path), message)
 
 
 def _exec_conditions(p: Plan) -> Iterator[Finding]:
@@ -298,7 +314,7 @@ def lint(p: Plan, files: dict[str, str], source: Path | None = None) -> list[Fin
     the programs the units and healthchecks name must exist in it.
     """
     found = [*_logs(p, files), *_rotation_rights(p), *_start_limits(p), *_cycles(p), *_stop_timeouts(p)]
-    found += [*_exec_conditions(p), *_retention(p)]
+    found += [*_exec_conditions(p), *_retention(p), *_limits(p)]
     if source is not None:
         found += [*_programs(p, source), *_env_vars(p, source)]
     return sorted(found, key=lambda f: f.severity != "error")

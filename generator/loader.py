@@ -197,6 +197,12 @@ def validate_source(source: SpecSource) -> Spec:
     :class:`SpecError` listing every problem of the first failing step.
     """
     spec = _validate(source, source.data)
+    smap = source.source_map
+    # Names first: a placeholder such as ${api.rotate} is a fact of the log policy the service
+    # names, so a wrong name must be reported as itself, not as the unknown placeholder it causes.
+    found = check_references(spec)
+    if found:
+        raise SpecError([Problem(smap.locate(path), _dotted(path), msg) for path, msg in found])
     problems: list[Problem] = []
     unset = functools.partial(optional_fact_field, spec)
     expanded = _Expansion(facts_of(spec), source.source_map, problems, unset).run(source.data, ())
@@ -205,7 +211,6 @@ def validate_source(source: SpecSource) -> Spec:
     spec = _validate(source, expanded)
     found = check_references(spec) or list(path_problems(spec))
     if found:
-        smap = source.source_map
         raise SpecError([Problem(smap.locate(path), _dotted(path), msg) for path, msg in found])
     return spec
 

@@ -25,6 +25,7 @@ from .docmodels import (
     Principle,
     Scenario,
 )
+from .limits import Limits
 from .redisconf import RedisSettings
 from .runners import DramatiqRunner, Runner, UvicornRunner
 from .spectypes import (
@@ -281,6 +282,12 @@ class Service(_Model):
     """What lives only in this process's memory and is lost on every restart."""
     watchdog: Watchdog | None = None
     hardening: Hardening = Hardening()
+    limits: Limits = Limits()
+    """LimitNOFILE=, TasksMax=, MemoryMax=, OOMScoreAdjust=; unset ones derived from the runner
+    (generator/limits.py)."""
+    network_online: Flag = False
+    """After= and Wants= network-online.target: the service reaches another host at start (a
+    Redis elsewhere). Set by zachot-gen on a host whose dependency runs on another host."""
 
 
 class ExternalUnit(_Model):
@@ -337,6 +344,12 @@ class LogPolicy(_Model):
     """`copytruncate`: copy then truncate in place, so the writer keeps its file descriptor."""
     missingok: Flag = True
     notifempty: Flag = True
+
+    @property
+    def one_per_day(self) -> bool:
+        """Whether ``dateext`` names two rotations of one day alike (``dateformat`` without ``%s`` or
+        ``%S``): a second ``logrotate -f`` that day then fails ("destination ... already exists")."""
+        return self.dateext and "%s" not in self.dateformat and "%S" not in self.dateformat
 
 
 class ExitCode(_Model):

@@ -17,6 +17,7 @@ from .docmodels import HOST_EVENTS
 from .facts import enable_units, healthcheck_argv, healthcheck_run
 from .hardening import Directive, hardening_for
 from .hosts import across_hosts
+from .limits import Limit, limits_for
 from .models import (
     DesignDecision,
     Event,
@@ -32,7 +33,7 @@ from .models import (
 )
 from .redisconf import CREDENTIAL, LossFact, data_loss
 from .redisplan import RedisView, redis_views
-from .runners import exec_start
+from .runners import exec_start, takes_log_config
 from .semantics import AutoAction, auto_action, crash_loop_seconds, max_failed_start_seconds
 from .target import systemd_version
 
@@ -88,6 +89,10 @@ class ServiceView:
     """Server path of its logrotate file; None for the journal."""
     gives_up_after: float | None
     hardening: list[Directive]
+    limits: list[Limit]
+    """LimitNOFILE=, TasksMax=, MemoryMax=, OOMScoreAdjust= lines (generator/limits.py)."""
+    log_config: str | None = None
+    """Server path of its uvicorn logging config (generator/logconfig.py); None for other runners."""
 
     @property
     def log_files(self) -> list[str]:
@@ -208,15 +213,17 @@ def _service_view(spec: Spec, name: str, svc: Service) -> ServiceView:
     logs, to = spec.project.logs_dir, svc.logs
     files = to.target == "files" and logs is not None and to.stdout is not None and to.policy is not None
     cond = _healthcheck_view(spec, svc.exec_condition).command if svc.exec_condition else None
+    online = ["network-online.target"] if svc.network_online else []
+    log_config = layout.log_config_path(svc.unit) if takes_log_config(svc.runner) else None
     return ServiceView(
         name=name,
         svc=svc,
         unit_file=f"{svc.unit}.service",
         identity=service_identity(spec, name),
-        exec_start=exec_start(svc.runner, spec.project.venv),
+        exec_start=exec_start(svc.runner, spec.project.venv, log_config),
         exec_condition=cond,
-        after=[_unit_file(spec, d) for d in svc.after],
-        wants=[_unit_file(spec, d) for d in svc.wants],
+        after=[*online, *(_unit_file(spec, d) for d in svc.after)],
+        wants=[*online, *(_unit_file(spec, d) for d in svc.wants)],
         requires=[_unit_file(spec, d) for d in svc.requires],
         log_target=("files" if to.stderr else "file") if files else "journal",
         stdout_path=f"{logs}/{to.stdout}" if files else None,
@@ -227,6 +234,8 @@ def _service_view(spec: Spec, name: str, svc: Service) -> ServiceView:
         hardening=hardening_for(
             svc.hardening, [*([logs] if files and logs else []), *svc.hardening.writable_paths], systemd_version(spec)
         ),
+        limits=limits_for(svc.limits, svc.runner),
+        log_config=log_config,
     )
 
 
@@ -311,6 +320,9 @@ def _artifacts(p: Plan) -> list[Artifact]:
                 {"title": sv.svc.title},
             )
         )
+        if sv.log_config:
+            arts.append(Artifact(f"{root}{sv.log_config}", "logging/uvicorn.json.j2", {"s": sv}, "log_config",
+                                 {"title": sv.svc.title}))
         if sv.logrotate_path:
             arts.append(
                 Artifact(
@@ -349,6 +361,8 @@ def _artifacts(p: Plan) -> list[Artifact]:
         unit = {"unit": rv.unit_file}
         arts.append(Artifact(f"{root}{rv.conf_path}", "redis/redis.conf.j2", ctx, "redis_conf", unit))
         arts.append(Artifact(f"{root}{rv.dropin_path}", "systemd/redis-dropin.conf.j2", ctx, "redis_dropin", unit))
+    if p.redis:
+        arts.append(Artifact(f"{root}{layout.sysctl_path(name)}", "sysctl/redis.conf.j2", {}, "sysctl"))
     if p.services:  # a host that runs only a configured Redis has no account, logs or env file of the project
         purpose = "tmpfiles" if any(sv.log_files for sv in p.services) else "tmpfiles_env"
         arts.append(Artifact(f"{root}{layout.tmpfiles_path(name)}", "tmpfiles/tmpfiles.conf.j2", {}, purpose))

@@ -20,6 +20,7 @@ from .environment import TEMPLATES_DIR, make_environment
 from .errors import TemplateError
 from .hardening import PRESET, left_out
 from .i18n import load_catalog
+from .logconfig import uvicorn_log_config
 from .models import Hardening, Spec
 from .planner import Plan
 from .semantics import auto_action, condition_outcome
@@ -93,6 +94,8 @@ def _shared_context(p: Plan, templates_dir: Path) -> dict[str, Any]:
         "logs_owner": logs_owner(p.spec),
         "tmpfiles_path": layout.tmpfiles_path(name),
         "sysusers_path": layout.sysusers_path(name),
+        "sysctl_unit": layout.SYSCTL_UNIT,
+        "uvicorn_log_config": uvicorn_log_config,
         "manifest_name": layout.MANIFEST,
         "env_example": layout.env_example(p.spec.project.env_file),
         "apt_packages": apt_packages(p),

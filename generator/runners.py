@@ -34,6 +34,7 @@ __all__ = [
     "StopWait",
     "UvicornRunner",
     "exec_start",
+    "takes_log_config",
     "graceful_signals",
     "python_module",
     "stop_wait",
@@ -72,6 +73,9 @@ class UvicornRunner(SpecModel):
     each (in-memory state, e.g. SSE streams, is per process)."""
     graceful_shutdown_sec: Annotated[int, Field(ge=1, le=3600)]
     """--timeout-graceful-shutdown: seconds uvicorn waits for open connections (SSE streams) after SIGTERM."""
+    limit_concurrency: Annotated[int, Field(ge=1, le=500000)] | None = None
+    """--limit-concurrency: connections (SSE streams included) one process serves at once; above
+    it uvicorn answers 503. It sets the derived LimitNOFILE= (generator/limits.py). Null: no bound."""
     readiness_path: ReadyPath = None
     """An HTTP path that answers 200 once the service can serve (e.g. `/readyz`); a delivery's
     health gate waits for it on each host before going on to the next (build/<env>/ansible/)."""
@@ -161,17 +165,25 @@ Runner = Annotated[UvicornRunner | GunicornRunner | DramatiqRunner | CommandRunn
 RunnerModel = UvicornRunner | GunicornRunner | DramatiqRunner | CommandRunner
 
 
-def exec_start(runner: RunnerModel, venv: str) -> list[str]:
+def takes_log_config(runner: RunnerModel) -> bool:
+    """Whether the tree writes a logging config for ``runner`` (uvicorn: generator/logconfig.py)."""
+    return isinstance(runner, UvicornRunner)
+
+
+def exec_start(runner: RunnerModel, venv: str, log_config: str | None = None) -> list[str]:
     """The words of ``ExecStart=`` for ``runner``, programs taken from ``venv``/bin.
 
-    Input: a validated runner and project.venv (an absolute path). Output: argv, unquoted
-    (the unit template quotes each word with ``systemd_command``). Raises nothing.
+    Input: a validated runner, project.venv (an absolute path) and, for uvicorn, the server path of
+    its logging config (``--log-config``). Output: argv, unquoted (the unit template quotes each
+    word with ``systemd_command``). Raises nothing.
     """
     bin_dir = f"{venv}/bin"
     if isinstance(runner, UvicornRunner):
         workers = ["--workers", str(runner.workers)] if runner.workers > 1 else []
+        limit = [] if runner.limit_concurrency is None else ["--limit-concurrency", str(runner.limit_concurrency)]
         return [f"{bin_dir}/uvicorn", runner.app, "--host", runner.host, "--port", str(runner.port), *workers,
-                "--timeout-graceful-shutdown", str(runner.graceful_shutdown_sec)]
+                *limit, "--timeout-graceful-shutdown", str(runner.graceful_shutdown_sec),
+                *(["--log-config", log_config] if log_config else [])]
     if isinstance(runner, GunicornRunner):
         host = f"[{runner.host}]" if ":" in runner.host else runner.host
         threads = ["--threads", str(runner.threads)] if runner.threads > 1 else []

@@ -71,7 +71,11 @@ def test_each_file_restarts_the_unit_it_configures(files: dict[str, str]) -> Non
     assert worker["tree_check_gates"] == ["zachot-worker-healthcheck.service"]
     assert worker["tree_units"] == ["zachot-worker.service", "zachot-worker-healthcheck.timer"]
     redis = yaml.safe_load(files["production/ansible/host_vars/redis1.yml"])
-    assert {u for f in redis["tree_files"] for u in f["restart"]} == {"redis-server@zachot.service"}
+    assert {u for f in redis["tree_files"] for u in f["restart"]} == {"redis-server@zachot.service",
+                                                                     "systemd-sysctl.service"}
+    # a changed sysctl.d file is applied by restarting the unit that applies them all
+    restart = {f["dest"]: f["restart"] for f in redis["tree_files"]}
+    assert restart["/etc/sysctl.d/zachot-redis.conf"] == ["systemd-sysctl.service"]
     assert redis["tree_secrets"][0]["path"] == "/etc/zachot/redis-auth.conf"
     assert redis["tree_env_file"] is None and redis["tree_sysusers"] is None
     assert redis["tree_own_dirs"] == ["/etc/systemd/system/redis-server@zachot.service.d"]
@@ -189,3 +193,14 @@ def test_a_bind_address_other_hosts_cannot_have_is_refused(tmp_path: Path, bind:
     with pytest.raises(SpecError) as exc:
         build_tree(spec)
     assert message in str(exc.value) and "spec.yaml:32:" in str(exc.value), str(exc.value)
+
+
+def test_a_service_whose_dependency_runs_elsewhere_waits_for_the_network(files: dict[str, str]) -> None:
+    """Issue 15: with Redis on another host, After=redis-server@… orders nothing on the API's host;
+    at boot the service then started before the network. It orders after network-online.target
+    (systemd.special(7)) where a dependency is remote, and keeps the local order on one host."""
+    for host, unit in (("api1", "zachot-api"), ("worker2", "zachot-worker")):
+        text = files[f"production/{host}/root/etc/systemd/system/{unit}.service"]
+        assert "\nAfter=network-online.target\n" in text and "\nWants=network-online.target\n" in text, text
+    staging = files["staging/root/etc/systemd/system/zachot-api.service"]
+    assert "\nAfter=redis-server@zachot.service\n" in staging and "network-online" not in staging

@@ -9,9 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import REPO
+from helpers import REPO, SPEC_CASES, line_of
 
-from generator import SpecError, build_tree
+from generator import SpecError, build, build_tree, load_spec
+from generator.rotation import rotate_in_sandbox
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +83,46 @@ def test_the_commands_for_rotated_logs_read_compressed_and_plain_archives(files:
     r = subprocess.run(["sh", "-c", line.replace(logs, str(tmp_path))], capture_output=True, text=True, check=False)
     assert {"now ERROR live", "yesterday ERROR plain", "before ERROR gzip"} <= set(r.stdout.splitlines()), r
     assert any(ln.startswith("zcat -f $(ls -tr ") for ln in readme.splitlines())
+
+
+def test_a_wrong_log_policy_name_is_reported_as_itself_not_as_a_placeholder(tmp_path: Path) -> None:
+    """A wrong `logs.policy` used to surface only as an unknown `${api.rotate}` in backup.yaml, with
+    a wrong "did you mean"; the name is the cause, so it is the error, at its own line."""
+    spec = tmp_path / "spec"
+    shutil.copytree(REPO / "spec", spec)
+    services = spec / "services.yaml"
+    text = services.read_text()
+    assert "      policy: app\n" in text and "${api.rotate}" in (spec / "backup.yaml").read_text()
+    services.write_text(text.replace("      policy: app\n", "      policy: apps\n", 1))
+    (tmp_path / "app").symlink_to(REPO / "app")
+    with pytest.raises(SpecError) as exc:
+        build_tree(spec)
+    line = text.splitlines().index("      policy: app") + 1
+    message = str(exc.value)
+    assert f"services.yaml:{line}:15: services.api.logs.policy: unknown log policy 'apps' (known: app)" in message
+    assert "placeholder" not in message, message
+
+
+def test_the_repo_policy_lets_logrotate_f_run_twice_the_same_day(tmp_path: Path) -> None:
+    """The docs recommend `logrotate -f`. With a day-only dateformat a second run the same day failed
+    ("destination ... already exists", exit 1) and left the log unrotated; the repo's policy has %s,
+    so a real logrotate, forced twice one second apart, rotates twice and reports nothing."""
+    run = rotate_in_sandbox(load_spec(REPO / "spec"), "api", tmp_path, 2, same_day=True)
+    assert run.errors == []
+    archives = sorted(f for f in run.files if f.startswith("api.log-"))
+    assert len(archives) == 2 and all(re.fullmatch(r"api\.log-2026-01-01-\d{10}(\.gz)?", f) for f in archives), archives
+
+
+def test_a_day_only_dateformat_is_warned_about_and_documented_as_once_a_day(tmp_path: Path) -> None:
+    case = SPEC_CASES["single_api_en"]
+    built = build(case)
+    text = (case / "spec.yaml").read_text()
+    line = line_of(text, "dateformat: -%Y-%m-%d")
+    warned = [str(w) for w in built.warnings if "log_policies.plain.dateformat" in str(w)]
+    assert len(warned) == 1 and f"spec.yaml:{line}:" in warned[0] and "add %s" in warned[0], warned
+    readme = built.files["docs/README.md"]
+    assert "# Force a rotation (once a day: the second fails" in readme
+    assert "A second rotation on the same day is skipped" in readme and "own name" not in readme
+    # and the warning is true: the same two forced runs fail the second time
+    run = rotate_in_sandbox(load_spec(case), "web", tmp_path, 2, same_day=True)
+    assert len(run.errors) == 1 and "already exists" in run.errors[0], run.errors

@@ -121,6 +121,7 @@ def test_a_host_running_only_redis_gets_a_tree_with_its_runbook() -> None:
         "production/redis1/docs/failure_matrix.md",
         "production/redis1/manifest.tsv",
         "production/redis1/root/etc/redis/redis-shop.conf",
+        "production/redis1/root/etc/sysctl.d/shop-redis.conf",
         "production/redis1/root/etc/systemd/system/redis-server@shop.service.d/shop.conf",
     ]
     readme = files["production/redis1/docs/README.md"]
@@ -263,3 +264,20 @@ def test_a_clean_stop_without_aof_says_the_snapshot_not_the_aof(zachot_spec: Pat
     row = next(ln for ln in matrix.splitlines() if ln.startswith("| Redis остановлен администратором"))
     assert "**Нет** — AOF выключен: при штатной остановке Redis сохраняет RDB-снимок" in row
     assert "fsync AOF" not in row
+
+
+def test_a_redis_host_gets_the_overcommit_setting_and_the_runbook_applies_it() -> None:
+    """Issue 15: with vm.overcommit_memory=0 Redis's snapshot fork can fail and every write is then
+    refused (MISCONF). Each host with a configured Redis gets a sysctl.d file, applied by the runbook
+    before Redis starts; hosts without Redis get none."""
+    files = build_tree(FLEET).files
+    conf = files["production/redis1/root/etc/sysctl.d/shop-redis.conf"]
+    settings = [ln for ln in conf.splitlines() if ln and not ln.startswith("#")]
+    assert settings == ["vm.overcommit_memory = 1"]
+    readme = files["production/redis1/docs/README.md"]
+    block = readme.split("```bash\n")[-1].split("```")[0].splitlines()
+    applied = block.index("sudo systemctl restart systemd-sysctl.service")
+    assert applied < block.index("sudo systemctl enable --now redis-server@shop.service")
+    assert any(ln.endswith(" /etc/sysctl.d/shop-redis.conf") for ln in block[:applied])
+    elsewhere = [p for p in files if p.startswith("production/") and "/sysctl.d/" in p]
+    assert elsewhere == ["production/redis1/root/etc/sysctl.d/shop-redis.conf"]

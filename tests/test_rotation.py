@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 from pathlib import Path
 
@@ -30,9 +31,13 @@ def test_logrotate_reports_no_error(run: tuple[RotationRun, Path]) -> None:
 
 def test_dated_names_gzip_delaycompress_and_retention(run: tuple[RotationRun, Path]) -> None:
     names = sorted(p.name for p in _logs_dir(run[1]).iterdir() if p.name.startswith("api.log-"))
+
+    def name(day: int) -> str:  # dateformat -%Y-%m-%d-%s; each simulated run is at 12:00 (TZ UTC)
+        return f"api.log-2026-01-{day:02d}-{int(dt.datetime(2026, 1, day, 12, tzinfo=dt.UTC).timestamp())}"
+
     # days 2026-01-01 .. 2026-01-16; rotate 14 keeps 01-03 .. 01-16; the newest is not compressed yet
-    assert names == [f"api.log-2026-01-{d:02d}.gz" for d in range(3, 16)] + ["api.log-2026-01-16"]
-    assert gzip.decompress((_logs_dir(run[1]) / "api.log-2026-01-15.gz").read_bytes()).startswith(b"api.log batch 14 ")
+    assert names == [f"{name(d)}.gz" for d in range(3, 16)] + [name(16)]
+    assert gzip.decompress((_logs_dir(run[1]) / f"{name(15)}.gz").read_bytes()).startswith(b"api.log batch 14 ")
 
 
 def test_writer_keeps_writing_into_the_live_file(run: tuple[RotationRun, Path]) -> None:

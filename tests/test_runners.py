@@ -57,7 +57,7 @@ def test_uvicorn_workers_and_gunicorn_ipv6_bind(tmp_path: Path) -> None:
     shutil.copytree(REPO / "spec", copy)
     (copy / "project.yaml").write_text((copy / "project.yaml").read_text().replace("source: ..", f"source: {REPO}"))
     (copy / "services.yaml").write_text(zachot.replace("      port: 8000\n", "      port: 8000\n      workers: 4\n"))
-    assert "--port 8000 --workers 4 --timeout-graceful-shutdown 20" in _exec_start(build(copy, env="staging").files, "zachot-api")
+    assert "--port 8000 --workers 4 --limit-concurrency 4000 --timeout-graceful-shutdown 20" in _exec_start(build(copy, env="staging").files, "zachot-api")
 
 
 # (case id, old, new, marker on the reported line, dotted path, message regex)

@@ -26,7 +26,7 @@ def _extension(suffix: str) -> type[SingleFileSnapshotExtension]:
     )
 
 
-_EXTENSIONS = {s: _extension(s) for s in ("service", "timer", "conf", "md", "tsv", "logrotate", "example", "yml", "cfg")}
+_EXTENSIONS = {s: _extension(s) for s in ("service", "timer", "conf", "md", "tsv", "logrotate", "example", "yml", "cfg", "json")}
 
 
 def _extension_for(path: str) -> type[SingleFileSnapshotExtension]:

@@ -8,8 +8,10 @@ changed. A renamed module, script or option in the app breaks this test.
 from __future__ import annotations
 
 import configparser
+import re
 import shlex
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -41,6 +43,7 @@ def _exec(unit: str, key: str) -> list[str]:
     parser.read(UNITS / unit)
     line = parser.get("Service", key)
     line = line.replace("/opt/zachot/envs/prod/bin/", f"{VENV_BIN}/").replace("/opt/zachot/repo/", f"{REPO}/")
+    line = line.replace(" /etc/zachot-api/", f" {UNITS.parents[2]}/etc/zachot-api/")  # the tree's logging config
     return shlex.split(line)
 
 
@@ -86,3 +89,33 @@ def test_a_unix_socket_url_runs_the_whole_flow(procs: ProcessManager, tmp_path: 
     wait_until(r.ping, 10, "redis-server to answer PING on its socket")
     _whole_flow(procs, r, app_env(url))
     r.close()
+
+
+TIMED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} (DEBUG|INFO|WARNING|ERROR|CRITICAL) \[[\w.]+\] ")
+
+
+def test_every_api_log_line_has_a_time_a_level_and_its_logger(tmp_path: Path) -> None:
+    """Issue 15: under the unit's `append:` files no journald adds a time. The API run by its unit
+    line (with the tree's --log-config) writes access lines to stdout, its own and the app's
+    loggers (app.api at WARNING) to stderr, each line timed and named."""
+    port = free_port()
+    argv = _exec("zachot-api.service", "ExecStart")
+    argv[argv.index("--port") + 1] = str(port)
+    out, err = tmp_path / "api.log", tmp_path / "api.err"
+    env = app_env(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens: Redis errors are logged
+    with out.open("wb") as o, err.open("wb") as e:
+        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=o, stderr=e)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+            wait_until(lambda: c.get("/healthz").status_code == 200, 30, "/healthz")
+            assert c.post("/jobs", json={"steps": 1, "step_seconds": 0}).status_code == 503
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    access, own = out.read_text().splitlines(), err.read_text().splitlines()
+    assert access and own
+    untimed = [ln for ln in access + own if not TIMED.match(ln)]
+    assert not untimed, untimed
+    assert any(ln.endswith('"POST /jobs HTTP/1.1" 503') and " INFO [uvicorn.access] " in ln for ln in access), access
+    assert any(" WARNING [app.api] POST /jobs: Redis error" in ln for ln in own), own
+    assert any(" INFO [uvicorn.error] Application startup complete." in ln for ln in own), own

@@ -6,6 +6,7 @@ and their rotation behave as the docs say, and everything comes back after a reb
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import time
@@ -13,7 +14,7 @@ from datetime import date, timedelta
 
 import pytest
 from server_support import Deployment, wait_services_up
-from testserver import REPO, STAGING, SseFollower, job_status, log, submit_job, wait_for
+from testserver import HERE, REPO, STAGING, SseFollower, job_status, log, submit_job, wait_for
 
 from generator.filters import env_file_value
 from generator.layout import env_example
@@ -158,6 +159,28 @@ def test_job_over_http_completes_and_sse_delivers_every_event(deployment: Deploy
     assert ids == [str(steps), str(steps + 1)]
 
 
+def test_2000_concurrent_sse_streams_are_all_served(deployment: Deployment) -> None:
+    """Issue 15: with systemd's soft limit of 1024 open files the API failed at ~500 streams. The
+    unit's derived LimitNOFILE= holds 2,000 streams of one job, each with every event once."""
+    s, plan = deployment.server, deployment.facts.plan
+    api = next(sv for sv in plan.services if sv.name == "api")
+    want = next(lim.value for lim in api.limits if lim.directive == "LimitNOFILE")
+    pid = s.main_pid(api.unit_file)
+    assert re.search(rf"^Max open files\s+{want}\s+{want}\s", s.run(["cat", f"/proc/{pid}/limits"]).stdout, re.M)
+    restarts = s.prop(api.unit_file, "NRestarts")
+    err = api.stderr_path or ""
+    errors_before = s.run(["grep", "-c", "Too many open files", err], check=False).stdout.strip()
+    steps, streams = 10, 2000
+    job = submit_job(s.http, steps, 3.0)
+    script = (HERE / "sse_load.py").read_text()
+    r = s.run(["python3", "-", str(s.api_port), job, str(streams), str(steps), "150"], input=script, timeout=200)
+    out = json.loads(r.stdout)
+    log(f"{streams} SSE streams: {out}")
+    assert out["ok"] == streams and out["peak"] == streams, out
+    assert s.prop(api.unit_file, "NRestarts") == restarts
+    assert s.run(["grep", "-c", "Too many open files", err], check=False).stdout.strip() == errors_before
+
+
 def _status_fields(s: object, pid: int) -> dict[str, str]:
     text = s.run(["cat", f"/proc/{pid}/status"]).stdout  # type: ignore[attr-defined]
     return {k: v.strip() for k, _, v in (ln.partition(":") for ln in text.splitlines())}
@@ -264,14 +287,18 @@ def test_logrotate_service_rotates_the_logs_and_the_writers_keep_writing(deploym
     jl = s.journal_text(cur, "logrotate.service")
     assert r.returncode == 0 and s.prop("logrotate.service", "Result") == "success", jl
     problems = []
+    listing = s.run(["ls", "-1", f.project.logs_dir]).stdout.split()
     for sv in f.plan.services:
-        suffix = time.strftime(sv.policy.dateformat)
+        # today's date by the policy's dateformat; %s (seconds since the epoch) is whatever logrotate's clock said
+        suffix = re.escape(time.strftime(sv.policy.dateformat.replace("%s", "@@"))).replace("@@", r"\d+")
         for path in (sv.stdout_path, sv.stderr_path):
-            rotated = path + suffix
-            r2 = s.run(["stat", "-c", "%U %G %a %s", rotated], check=False)
-            if r2.returncode != 0:
-                problems.append(f"{rotated} missing after logrotate.service: {s.run(['ls', '-la', f.project.logs_dir]).stdout}")
+            name = re.escape(path.rsplit("/", 1)[1])
+            found = [n for n in listing if re.fullmatch(name + suffix, n)]
+            if len(found) != 1:
+                problems.append(f"{path}{sv.policy.dateformat}: {found} after logrotate.service: {listing}")
                 continue
+            rotated = f"{f.project.logs_dir}/{found[0]}"
+            r2 = s.run(["stat", "-c", "%U %G %a %s", rotated])
             owner, group, mode, size = r2.stdout.split()
             if (owner, group, mode.zfill(4)) != (sv.policy.owner, sv.policy.group, sv.policy.mode):
                 problems.append(f"{rotated}: {owner}:{group} {mode}, want {sv.policy.owner}:{sv.policy.group} {sv.policy.mode}")
