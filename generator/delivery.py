@@ -33,16 +33,14 @@ from . import layout
 from .models import Spec
 from .planner import Artifact, Plan
 from .renderer import apt_packages
+from .runners import readiness_url
 
 __all__ = ["ansible_files", "host_vars", "inventory", "restarts"]
 
 ANSIBLE_DIR = layout.ANSIBLE_DIR
 STATIC = ("site.yml", "tasks/tree.yml", "handlers.yml", "ansible.cfg")
 """The playbook files, copied from templates/ansible/ as they are (no spec value in them)."""
-SETTLE_SEC = 5
-"""Seconds a started unit must stay active with no restart before the host passes its gate: a
-Type=exec unit is active the moment its program runs, and a broken release (an import error, a bad
-env file) crashes within this time (systemd.service(5), Type=exec)."""
+SETTLE_SEC = layout.SETTLE_SEC
 _OWN_DIRS = (".service.d", ".timer.d")
 """Folders the tree makes and, when a release no longer has files in them, removes (if empty)."""
 
@@ -62,18 +60,6 @@ def restarts(a: Artifact, p: Plan) -> list[str]:
     if a.purpose == "sysctl":
         return [layout.SYSCTL_UNIT]
     return []
-
-
-def _gate_url(runner: Any) -> str | None:
-    """The URL the readiness gate asks on the host itself: the bound address, or loopback of the
-    same family for a wildcard bind (0.0.0.0, ::)."""
-    path = getattr(runner, "readiness_path", None)
-    if path is None:
-        return None
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(runner.host, runner.host)
-    if ":" in host:
-        host = f"[{ipaddress.ip_address(host)}]"
-    return f"http://{host}:{runner.port}{path}"
 
 
 def host_vars(p: Plan, tree: str) -> dict[str, Any]:
@@ -108,7 +94,7 @@ def host_vars(p: Plan, tree: str) -> dict[str, Any]:
         "tree_settle_sec": SETTLE_SEC,
         "tree_http_gates": [
             {"unit": sv.unit_file, "url": url}
-            for sv in p.services if (url := _gate_url(sv.svc.runner)) is not None
+            for sv in p.services if (url := readiness_url(sv.svc.runner)) is not None
         ],  # fmt: skip
         "tree_check_gates": [
             f"{hv.timer_unit}.service" for hv in p.healthchecks

@@ -20,6 +20,7 @@ __all__ = [
     "env_example",
     "logrotate_path",
     "release_state",
+    "SETTLE_SEC",
     "SYSCTL_UNIT",
     "log_config_path",
     "sysctl_path",
@@ -77,6 +78,11 @@ def sysusers_path(project: str) -> str:
     """Server path of the sysusers.d(5) file that creates the service user and group."""
     return str(PurePosixPath("/etc/sysusers.d") / f"{project}.conf")
 
+
+SETTLE_SEC = 5
+"""Seconds a started unit must stay active with no restart before a delivery or a deploy goes on: a
+Type=exec unit is active the moment its program runs, and a broken release (an import error, a bad
+env file) crashes within this time (systemd.service(5), Type=exec)."""
 
 SYSCTL_UNIT = "systemd-sysctl.service"
 """The unit that applies every sysctl.d file; restarting it applies a changed one (systemd-sysctl.service(8))."""

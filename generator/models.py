@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, Strict
 
+from .alerts import OnFailure
 from .docmodels import (
     Backup,
     BackupTarget,
@@ -166,6 +167,9 @@ class Project(_Model):
     as this owner and `logs_dir_group` (its `su` line), since renaming needs the folder."""
     logs_dir_group: UserName | None = None
     """Group of the logs folder (created by sysusers.d unless it is root or adm). Default: `group`."""
+    on_failure: OnFailure | None = None
+    """What reports a failed unit (OnFailure=, generator/alerts.py). Null: one journal line at
+    priority crit, identifier `<name>-alert`."""
 
 
 class Restart(_Model):

@@ -13,6 +13,7 @@ from typing import Any
 
 from . import layout
 from .accounts import Identity, SysUsers, rotation_identity, service_identity, sysusers
+from .alerts import report_template
 from .docmodels import HOST_EVENTS
 from .facts import enable_units, healthcheck_argv, healthcheck_run
 from .hardening import Directive, hardening_for
@@ -363,6 +364,9 @@ def _artifacts(p: Plan) -> list[Artifact]:
         arts.append(Artifact(f"{root}{rv.dropin_path}", "systemd/redis-dropin.conf.j2", ctx, "redis_dropin", unit))
     if p.redis:
         arts.append(Artifact(f"{root}{layout.sysctl_path(name)}", "sysctl/redis.conf.j2", {}, "sysctl"))
+    if p.services or p.redis:  # every generated unit names it in OnFailure=
+        arts.append(Artifact(f"{root}{layout.unit_path(report_template(name).removesuffix('.service'))}",
+                             "systemd/on-failure.service.j2", {}, "on_failure"))
     if p.services:  # a host that runs only a configured Redis has no account, logs or env file of the project
         purpose = "tmpfiles" if any(sv.log_files for sv in p.services) else "tmpfiles_env"
         arts.append(Artifact(f"{root}{layout.tmpfiles_path(name)}", "tmpfiles/tmpfiles.conf.j2", {}, purpose))

@@ -16,13 +16,15 @@ import jinja2
 
 from . import layout, treeid
 from .accounts import logs_owner
+from .alerts import alert_identifier, report_exec, report_unit
 from .environment import TEMPLATES_DIR, make_environment
 from .errors import TemplateError
-from .hardening import PRESET, left_out
+from .hardening import PRESET, hardening_for, left_out
 from .i18n import load_catalog
 from .logconfig import uvicorn_log_config
 from .models import Hardening, Spec
 from .planner import Plan
+from .runners import readiness_url
 from .semantics import auto_action, condition_outcome
 from .target import SINCE, systemd_version, target_label
 
@@ -75,9 +77,15 @@ def _exceptions_text(hardening: Hardening) -> str:
 
 def _shared_context(p: Plan, templates_dir: Path) -> dict[str, Any]:
     name = p.spec.project.name
+    t = load_catalog(templates_dir, p.spec.project.language)
+    line = t.get("alert.line")
     return {
         "spec": p.spec,
-        "t": load_catalog(templates_dir, p.spec.project.language),
+        "t": t,
+        "on_failure_unit": report_unit(name),
+        "alert_identifier": alert_identifier(name),
+        "report_exec": report_exec(p.spec.project.on_failure, p.spec.project.venv, str(line)),
+        "report_hardening": hardening_for(Hardening(), [], systemd_version(p.spec)),
         "services": p.services,
         "healthchecks": p.healthchecks,
         "units": p.units,
@@ -95,6 +103,8 @@ def _shared_context(p: Plan, templates_dir: Path) -> dict[str, Any]:
         "tmpfiles_path": layout.tmpfiles_path(name),
         "sysusers_path": layout.sysusers_path(name),
         "sysctl_unit": layout.SYSCTL_UNIT,
+        "settle_sec": layout.SETTLE_SEC,
+        "readiness_url": readiness_url,
         "uvicorn_log_config": uvicorn_log_config,
         "manifest_name": layout.MANIFEST,
         "env_example": layout.env_example(p.spec.project.env_file),

@@ -36,7 +36,9 @@ __all__ = [
     "exec_start",
     "takes_log_config",
     "graceful_signals",
+    "program_first",
     "python_module",
+    "readiness_url",
     "stop_wait",
 ]
 
@@ -127,7 +129,9 @@ class DramatiqRunner(SpecModel):
 _BARE = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+-]{0,254}")
 
 
-def _program_first(argv: list[str]) -> list[str]:
+def program_first(argv: list[str]) -> list[str]:
+    """Validate argv[0] of a spec'd command: an absolute clean path, or a plain program name
+    (from project.venv's bin/). Returns argv; raises ValueError with the rule otherwise."""
     program = argv[0]
     if program.startswith("/"):
         try:
@@ -150,7 +154,7 @@ class CommandRunner(SpecModel):
     """Any program: the general case (a scheduler, a plain script, a non-Python binary)."""
 
     kind: Literal["command"]
-    argv: Annotated[list[Word], Field(min_length=1, max_length=256), AfterValidator(_program_first)]
+    argv: Annotated[list[Word], Field(min_length=1, max_length=256), AfterValidator(program_first)]
     """The program and its arguments, one word per item, each passed literally (no shell, no
     `$VAR` expansion: zachot-gen quotes every word by systemd.service(5)'s rules). The program
     is an absolute path, or a plain name run from project.venv's bin/ (`celery` means
@@ -234,6 +238,18 @@ def graceful_signals(runner: RunnerModel) -> frozenset[str] | None:
     """Stop signals that make ``runner`` shut down gracefully; None for a command (the spec's
     ``stop.signal`` is taken as the program's own)."""
     return GRACEFUL_SIGNALS.get(runner.kind)
+
+
+def readiness_url(runner: RunnerModel) -> str | None:
+    """The URL that says the service is ready, asked on its own host: the bound address, or loopback
+    of the same family for a wildcard bind (0.0.0.0, ::); None without ``readiness_path``."""
+    path = getattr(runner, "readiness_path", None)
+    if path is None or not isinstance(runner, UvicornRunner | GunicornRunner):
+        return None
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(runner.host, runner.host)
+    if ":" in host:
+        host = f"[{ipaddress.ip_address(host)}]"
+    return f"http://{host}:{runner.port}{path}"
 
 
 def python_module(runner: RunnerModel) -> tuple[str, str] | None:

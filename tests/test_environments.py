@@ -46,7 +46,7 @@ def test_each_environment_gets_its_merged_tree() -> None:
     rows = [ln.split("\t")[0] for ln in files["manifest.tsv"].splitlines()[2:]]
     assert rows == [f"{env}/root{path}" for env in ("production", "staging") for path in (
         "/etc/systemd/system/shop-web.service", "/etc/shop-web/logging.json", "/etc/logrotate.d/shop-web",
-        "/etc/tmpfiles.d/shop.conf", "/etc/sysusers.d/shop.conf")]
+        "/etc/systemd/system/shop-on-failure@.service", "/etc/tmpfiles.d/shop.conf", "/etc/sysusers.d/shop.conf")]
     assert not [p for p in files if p.startswith("root/")]  # nothing at the top but the manifest
 
 

@@ -9,7 +9,6 @@ back exactly.
 from __future__ import annotations
 
 import math
-
 import subprocess
 import tempfile
 from pathlib import Path

@@ -123,6 +123,7 @@ def test_a_host_running_only_redis_gets_a_tree_with_its_runbook() -> None:
         "production/redis1/root/etc/redis/redis-shop.conf",
         "production/redis1/root/etc/sysctl.d/shop-redis.conf",
         "production/redis1/root/etc/systemd/system/redis-server@shop.service.d/shop.conf",
+        "production/redis1/root/etc/systemd/system/shop-on-failure@.service",
     ]
     readme = files["production/redis1/docs/README.md"]
     assert "sudo systemctl mask --now redis-server.service\n" in readme
@@ -275,7 +276,7 @@ def test_a_redis_host_gets_the_overcommit_setting_and_the_runbook_applies_it() -
     settings = [ln for ln in conf.splitlines() if ln and not ln.startswith("#")]
     assert settings == ["vm.overcommit_memory = 1"]
     readme = files["production/redis1/docs/README.md"]
-    block = readme.split("```bash\n")[-1].split("```")[0].splitlines()
+    block = next(b for b in readme.split("```bash\n")[1:] if "enable --now" in b).split("```")[0].splitlines()
     applied = block.index("sudo systemctl restart systemd-sysctl.service")
     assert applied < block.index("sudo systemctl enable --now redis-server@shop.service")
     assert any(ln.endswith(" /etc/sysctl.d/shop-redis.conf") for ln in block[:applied])

@@ -168,10 +168,15 @@ class Drill:
         log(f"  [{self.component}] {name}: expected {expected}; observed {observed} -> {'ok' if good else 'MISMATCH'}")
         return bool(good)
 
-    def check_hc(self, observed_exit: int) -> None:
-        """Detection by the healthcheck's exit code, as the row says (if it names one)."""
+    def check_hc(self, observed_exit: int, reports: list[str] | None = None) -> None:
+        """Detection by the healthcheck's exit code, as the row says (if it names one); with the
+        failure ``reports`` that run caused, exactly one for a failed run and none for OK."""
         if self.sv.sc.healthcheck is not None:
             self.check("healthcheck exit", self.sv.sc.healthcheck.exit, observed_exit)
+        if reports is not None:
+            want = 0 if observed_exit == 0 else 1
+            self.check("failure report (OnFailure=)", f"{want} journal line(s) at crit", f"{len(reports)}: {reports}",
+                       len(reports) == want)
 
     def check_loss(self, observed: str, detail: str) -> None:
         """Data-loss risk: observed No/Partial/Yes must not exceed the doc's risk."""

@@ -13,10 +13,13 @@ import time
 from datetime import date, timedelta
 
 import pytest
-from server_support import Deployment, wait_services_up
+import testserver as ts
+from server_support import Deployment, run_runbook, wait_services_up
 from testserver import HERE, REPO, STAGING, SseFollower, job_status, log, submit_job, wait_for
 
+from generator.environment import TEMPLATES_DIR
 from generator.filters import env_file_value
+from generator.i18n import load_catalog
 from generator.layout import env_example
 
 pytestmark = pytest.mark.server
@@ -340,3 +343,43 @@ def test_services_come_back_after_a_reboot(deployment: Deployment) -> None:
     unit = f"{f.monitor.timer_unit}.service"
     s.systemctl("start", unit)
     assert s.prop(unit, "ExecMainStatus") == "0"
+
+
+def _deploy_block(dep: Deployment) -> list[str]:
+    """The ```bash block of the README's deploy section, comment lines left out."""
+    readme = (REPO / STAGING / "docs/README.md").read_text()
+    title = load_catalog(TEMPLATES_DIR, dep.facts.project.language)("readme.deploy_title")
+    section = readme.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.S)
+    assert block, section
+    return [ln for ln in block.group(1).splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def test_deploy_runbook_runs_verbatim_and_a_changed_unit_takes_effect(deployment: Deployment) -> None:
+    """Issue 15: the routine deploy of a new build/, run line by line as the install runbook is. A
+    unit changed in the new tree is in force afterwards, every service runs a new process, every
+    unit is active, and the block's own gates (readiness URL, healthcheck) pass."""
+    s, f = deployment.server, deployment.facts
+    lines = _deploy_block(deployment)
+    repo = f.project.repo
+    api = f.service("api")
+    unit = f"{repo}/{STAGING}/root/etc/systemd/system/{api.unit_file}"
+    original = s.read(unit).decode()
+    changed = original.replace("\n[Service]\n", "\n[Service]\nEnvironment=ZACHOT_DEPLOY_MARK=new-build\n", 1)
+    assert changed != original
+    pids = {sv.unit_file: s.main_pid(sv.unit_file) for sv in f.plan.services}
+    s.run(["tee", unit], input=changed)
+    block = ts.Runbook("deploy", "", "", lines)
+    try:
+        t0 = time.monotonic()
+        run_runbook(s, block, repo)
+        log(f"deploy block: {len(lines)} lines in {time.monotonic() - t0:.1f} s")
+        assert "ZACHOT_DEPLOY_MARK=new-build" in s.prop(api.unit_file, "Environment")
+        for sv in f.plan.services:
+            assert s.main_pid(sv.unit_file) not in (0, pids[sv.unit_file]), f"{sv.unit_file} was not restarted"
+        assert all(s.active_state(u) == "active" for u in f.plan.enable_units)
+    finally:
+        s.run(["tee", unit], input=original)
+        run_runbook(s, block, repo)
+    assert "ZACHOT_DEPLOY_MARK" not in s.prop(api.unit_file, "Environment")
+    wait_services_up(s, f)

@@ -25,7 +25,7 @@ import shlex
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -39,6 +39,8 @@ from server_support import (
     worker_heartbeat_age,
 )
 from testserver import Server, SseFollower, job_status, log, submit_job, wait_for
+
+from generator.alerts import alert_identifier
 
 pytestmark = pytest.mark.server
 
@@ -75,6 +77,8 @@ class Env:
     """What a drill needs: the server, the facts, and the unit names."""
 
     dep: Deployment
+    hc_alerts: list[str] = field(default_factory=list)
+    """The failure reports the last :meth:`healthcheck` run caused."""
 
     @property
     def s(self) -> Server:
@@ -108,10 +112,21 @@ class Env:
         ran = (self.s.mono(self.hc_unit, "ExecMainStartTimestampMonotonic") or 0) >= t0
         code = int(self.s.prop(self.hc_unit, "ExecMainStatus") or -1) if ran else -1
         out = self.s.journal_text(cur, self.hc_unit)
+        if code != 0:  # a failed run starts the OnFailure= report as a job of its own
+            wait_for(lambda: self.alerts(cur, self.hc_unit), 15, f"the failure report of {self.hc_unit}")
+        time.sleep(0.5)
+        self.hc_alerts = self.alerts(cur, self.hc_unit)
         self.s.systemctl("reset-failed", self.hc_unit, check=False)
         lines = [ln for ln in out.splitlines() if ln.startswith(("OK", "FAIL", "overall"))]
         log(f"  healthcheck -> {code} in {time.monotonic() - t0:.1f} s: " + " | ".join(lines))
         return code, out
+
+    def alerts(self, cursor: str | None, unit: str) -> list[str]:
+        """The failure reports of ``unit`` after ``cursor``: journal lines at priority crit from its
+        OnFailure= report unit (generator/alerts.py)."""
+        name = self.f.project.name
+        return [str(e.get("MESSAGE")) for e in self.s.journal(cursor, f"{name}-on-failure@{unit}.service")
+                if e.get("SYSLOG_IDENTIFIER") == alert_identifier(name) and e.get("PRIORITY") == "2"]
 
     def nrestarts(self, unit: str) -> int:
         return int(self.s.prop(unit, "NRestarts") or 0)
@@ -314,7 +329,7 @@ def _redis_killed(env: Env, d: Drill, sig: str) -> None:
     late, _ = env.healthcheck()
     d.note(f"healthcheck started right after the kill: exit {early} (it races the {a.params['delay']} s restart); "
            f"once Redis is back: exit {late}")
-    d.check_hc(late)
+    d.check_hc(late, env.hc_alerts)
     # Data loss: jobs waiting in the queue on both sides of the last RDB snapshot.
     s.systemctl("stop", env.worker)
     before = submit_job(s.http, 2, 0.1)
@@ -375,7 +390,7 @@ def test_redis_stopped_by_admin(env: Env, d: Drill) -> None:
     s.systemctl("stop", env.redis)
     ready, post = s.http.get("/readyz").status_code, s.http.post("/jobs", json={"steps": 1, "step_seconds": 0}).status_code
     code, _ = env.healthcheck()
-    d.check_hc(code)
+    d.check_hc(code, env.hc_alerts)
     window = 5.0
     samples = []
     while time.monotonic() < t_fail + window:
@@ -436,7 +451,7 @@ def test_redis_hung(env: Env, d: Drill) -> None:
     ready = s.http.get("/readyz", timeout=15).status_code
     d.note(f"/readyz answered {ready} after {time.monotonic() - t0:.1f} s")
     code, _ = env.healthcheck()
-    d.check_hc(code)
+    d.check_hc(code, env.hc_alerts)
     d.check("symptoms: /readyz", 503, ready)
     time.sleep(max(0.0, t_fail + 6 - time.monotonic()))
     ping = s.run(["timeout", "5", "redis-cli", "ping"], check=False)
@@ -627,10 +642,15 @@ def _crash_loop(env: Env, d: Drill, unit: str, variable: str, hc: bool) -> None:
     cur = s.journal_cursor()
     s.systemctl("restart", unit, check=False)
     d.check("auto-action", expected_action_text(d.sv), *start_limit_reached(env, cur, unit, a.params))
+    wait_for(lambda: env.alerts(cur, unit), 15, f"the failure report of {unit}")
+    time.sleep(1)
+    reports = env.alerts(cur, unit)
+    d.check("failure report (OnFailure=)", "one journal line at crit, when systemd gives up",
+            f"{len(reports)}: {reports}", len(reports) == 1 and unit in reports[0])
     env.check_status_detection(d, unit, cur)
     if hc:  # the state the doc's detection describes: the unit failed, the loop over
         hc_code, _ = env.healthcheck()
-        d.check_hc(hc_code)
+        d.check_hc(hc_code, env.hc_alerts)
     # The doc's manual action: fix the cause, then reset-failed && start.
     s.run(f"rm -f {DROP_IN.format(unit=unit)}")
     s.systemctl("daemon-reload")
@@ -674,7 +694,7 @@ def test_worker_crashed(env: Env, d: Drill) -> None:
     wait_for(lambda: first(env.events(cur, env.worker), MSG_PROCESS_EXIT, text="Main process exited"), 20,
              "the main process to exit")
     code, _ = env.healthcheck()
-    d.check_hc(code)
+    d.check_hc(code, env.hc_alerts)
     r = s.redis()
     kept = any(job in v for v in r.hvals("dramatiq:default.msgs"))
     r.close()
@@ -708,7 +728,7 @@ def test_worker_killed_mid_job(env: Env, d: Drill) -> None:
     cur = s.journal_cursor()
     t_fail = env.kill(env.worker, "SIGKILL", whom="all")
     code, _ = env.healthcheck()
-    d.check_hc(code)
+    d.check_hc(code, env.hc_alerts)
     delay, exit_msg, t_started = restart_delay(env, cur, env.worker, 60)
     a = d.sv.action
     assert a is not None
@@ -807,7 +827,7 @@ def test_worker_start_while_redis_unavailable(env: Env, d: Drill) -> None:
     precheck = s.run(["tail", "-n", "1", env.f.service("worker").stdout_path]).stdout.strip()
     env.check_status_detection(d, env.worker, cur)
     code, _ = env.healthcheck()
-    d.check_hc(code)
+    d.check_hc(code, env.hc_alerts)
     time.sleep(max(0.0, t0 + float(a.params["delay"]) + 3 - time.monotonic()))
     ev = env.events(cur, env.worker)
     attempts = [e for e in ev if e.get("MESSAGE_ID") == MSG_SKIPPED]
@@ -963,7 +983,7 @@ def test_queue_grows(env: Env, d: Drill) -> None:
     queued = sum((env.job(j) or {}).get("status") == "queued" for j in jobs)
     code, out = env.healthcheck()
     depth = re.search(r"pending=(\d+) in_flight=(\d+)", out)
-    d.check_hc(code)
+    d.check_hc(code, env.hc_alerts)
     d.check("detection: queue depth in the healthcheck output", f"≥ {4} waiting",
             f"{depth.group(0) if depth else '?'}; {queued} jobs queued", queued >= 4 and depth is not None)
     t0 = time.monotonic()
