@@ -174,15 +174,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             return s.replace("|", "\\|").replace("\n", " ")
 
         tr.write_line("")
-        tr.write_line("| row (failure) | expected (doc/plan) | observed | result | recover, s |")
+        # English throughout: the row by its spec keys (its title, in the docs' language, is in the docs)
+        tr.write_line("| row (component / event) | expected (doc/plan) | observed | result | recovered, s after the fault |")
         tr.write_line("|---|---|---|---|---|")
         for d in drills:
             rec = f"{d.recover_s:.1f}" if d.recover_s is not None else "—"
             obs = d.observed + (f" [{d.mechanism}]" if d.mechanism else "")
-            tr.write_line(f"| {cell(d.row)} | {cell(d.expected)} | {cell(obs)} | {d.outcome} | {rec} |")
-        notes = [(d.row, n) for d in drills for n in d.notes]
+            tr.write_line(f"| {cell(d.key)} | {cell(d.expected)} | {cell(obs)} | {d.outcome} | {rec} |")
+        notes = [(d.key, n) for d in drills for n in d.notes]
         if notes:
             tr.write_line("")
             tr.write_line("notes:")
-            for row, n in notes:
+            for row, n in notes:  # keyed like the table
                 tr.write_line(f"  - {row}: {n}")

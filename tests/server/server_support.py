@@ -145,6 +145,11 @@ class Drill:
         return str(self.sv.sc.failure)
 
     @property
+    def key(self) -> str:
+        """The row as ``component / event``: the spec's own keys, the same in every doc language."""
+        return f"{self.component} / {self.sv.event or self.sv.sc.event}"
+
+    @property
     def expected(self) -> str:
         parts = [expected_action_text(self.sv)]
         if self.sv.sc.healthcheck:
