@@ -68,18 +68,27 @@ def _retry_when(retries: int, exception: BaseException) -> bool:
     return True
 
 
+REFUSING_WRITES = ("BUSY", "MISCONF")
+"""Error prefixes of a Redis that answers but does no write for now (Redis docs, "Redis
+persistence"): ``BUSY``, a script runs (nothing else is answered until it ends or is killed);
+``MISCONF``, it cannot write its RDB snapshot or AOF (disk full, fork refused). redis-py keeps
+these prefixes in the message; ``OOM`` (``maxmemory`` reached under ``noeviction``, Redis docs "Key
+eviction") it turns into :class:`redis.exceptions.OutOfMemoryError` without the prefix. Each
+passes when the server is mended, so a job waits for it instead of counting it as its failure."""
+
+
 def _redis_unavailable(exc: Exception) -> bool:
     """True for the errors of a Redis that is down, loading (``LOADING``, a ConnectionError) or
-    busy in a script (``BUSY``: it answers nothing else until the script ends or is killed)."""
-    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+    refusing writes for now (:data:`REFUSING_WRITES`, ``OutOfMemoryError``)."""
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError | redis.exceptions.OutOfMemoryError):
         return True
-    return isinstance(exc, redis.ResponseError) and str(exc).startswith("BUSY")
+    return isinstance(exc, redis.ResponseError) and str(exc).startswith(REFUSING_WRITES)
 
 
 def _redis_call(job_id: str, fn: Callable[[], T]) -> T:
     """Call ``fn`` until Redis answers; raise :class:`JobInterrupted` if asked to stop meanwhile.
 
-    Retries while :func:`_redis_unavailable` (down, loading, BUSY) with 0.5..10 s backoff.
+    Retries while :func:`_redis_unavailable` (down, loading, BUSY, OOM, MISCONF) with 0.5..10 s backoff.
     """
     delay = 0.5
     while True:

@@ -185,3 +185,35 @@ def test_job_waits_out_a_busy_redis_and_redoes_steps_lost_to_an_older_snapshot(
     assert "redoing them" in worker.log(), worker.log()
     busy.close()
     raw.close()
+
+
+def test_job_waits_out_a_redis_at_maxmemory_and_counts_no_failure(
+    redis_server: RedisServer, start_worker: Callable[..., ManagedProcess], start_api: Callable[..., Api],
+) -> None:
+    """Found by the server drill "Redis reached maxmemory": under ``noeviction`` Redis answers
+    every write with ``OOM command not allowed``. That is the server's state, not the job's error:
+    the job must wait (not burn its retries and end failed) and go on once memory is freed; the
+    API meanwhile refuses new jobs with 503 ``redis_unavailable``. redis-py drops the ``OOM``
+    prefix (OutOfMemoryError), so the text an operator greps for is the rest of the reply."""
+    r = redis_server.client()
+    api = start_api()
+    worker = start_worker()
+    job = start_job(api, STEPS, STEP_SECONDS)
+    wait_until(lambda: steps_done(r, job) >= 2, 20, "2 steps done")
+    r.config_set("maxmemory", max(1, int(r.info("memory")["used_memory"]) // 2))
+    try:
+        wait_until(lambda: "command not allowed when used memory" in worker.log(), 20, "the worker met the full Redis")
+        stuck = steps_done(r, job)
+        with api.client() as c:
+            refused = c.post("/jobs", json={"steps": 1, "step_seconds": 0})
+        assert refused.status_code == 503 and refused.json()["error"] == "redis_unavailable", refused.text
+        detail = refused.json()["detail"]
+        assert "OutOfMemoryError" in detail and "command not allowed when used memory" in detail, detail
+        time.sleep(2)
+        assert steps_done(r, job) == stuck, "a step was committed to a Redis refusing writes"
+    finally:
+        r.config_set("maxmemory", 0)
+    wait_until(lambda: r.hget(job_key(job), "status") == "done", 40, "the job done after memory was freed")
+    status = r.hgetall(job_key(job))
+    assert status["steps_done"] == str(STEPS) and status["failures"] == "0", status
+    assert [eid for eid, _ in r.xrange(events_key(job))] == [f"0-{i}" for i in range(1, STEPS + 2)]
