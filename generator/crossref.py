@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 from . import layout
 from .accountrules import PRIVILEGED_ACCOUNTS, account_problems
+from .docmodels import SERVER_EVENTS
 from .hardening import PRESET_NAMES
 from .hosts import host_problems
 from .models import Hardening, Spec
@@ -191,16 +192,28 @@ def _scenario(spec: Spec, i: int) -> Iterator[Found]:
         yield (*base, "component"), _unknown("component", sc.component, fm.components)
         return
     if comp.unit is None:
-        if sc.event is not None:
+        if sc.event is not None and sc.event not in SERVER_EVENTS:
             yield (
                 (*base, "event"),
-                f"component '{sc.component}' has no unit, so no systemd event; write auto_action instead",
+                f"component '{sc.component}' has no unit, so no systemd event of a unit; write auto_action "
+                f"instead (an event of the whole server, {' or '.join(sorted(SERVER_EVENTS))}, fits here)",
             )
-        if sc.auto_action is None:
+        if sc.event in SERVER_EVENTS and sc.auto_action is not None:
+            yield (
+                (*base, "auto_action"),
+                f"'{sc.event}' is an event of the server: the auto-action is derived from its units; drop auto_action",
+            )
+        if sc.event is None and sc.auto_action is None:
             yield (
                 (*base, "auto_action"),
                 f"component '{sc.component}' has no unit: say what happens by itself in auto_action",
             )
+    elif sc.event in SERVER_EVENTS:
+        yield (
+            (*base, "event"),
+            f"'{sc.event}' is an event of the whole server, not of '{comp.unit}': give it to a component "
+            "without a unit (e.g. `server: {title: ...}`)",
+        )
     else:
         if sc.auto_action is not None:
             yield (
@@ -217,6 +230,11 @@ def _scenario(spec: Spec, i: int) -> Iterator[Found]:
             yield (*base, "event"), f"'{sc.event}' needs a service with exec_condition; '{comp.unit}' has none"
         if sc.event == "dependency_stopped" and (svc is None or not svc.requires):
             yield (*base, "event"), f"'dependency_stopped' needs a service with requires; '{comp.unit}' has none"
+        if sc.event == "env_file_missing" and svc is None:
+            yield (*base, "event"), f"'env_file_missing' needs a generated service; '{comp.unit}' is not one"
+        ext = spec.external_units.get(comp.unit)
+        if sc.event == "maxmemory" and (ext is None or ext.redis is None):
+            yield (*base, "event"), f"'maxmemory' needs a Redis the tree configures (redis:); '{comp.unit}' is not one"
     if sc.healthcheck is not None:
         hc = spec.healthchecks.get(sc.healthcheck.check)
         if hc is None:

@@ -56,13 +56,26 @@ Event = Literal[
     "crash_loop",
     "host_down",
     "partition",
+    "env_file_missing",
+    "maxmemory",
+    "reboot",
+    "disk_full",
 ]
 """What happens to a unit. ``host_down``: the host it runs on loses power or is powered off;
 ``partition``: that host is cut off from the others (packets dropped) while its processes run on.
-Both are rows of an environment with several hosts only (:data:`HOST_EVENTS`)."""
+Both are rows of an environment with several hosts only (:data:`HOST_EVENTS`).
+``env_file_missing``: the unit's ``EnvironmentFile=`` is gone or unreadable, so systemd fails every
+start before the process runs (Result: resources). ``maxmemory``: a Redis the tree configures
+reaches its ``maxmemory`` and refuses writes (``OOM command not allowed``) while it runs on.
+``reboot`` and ``disk_full`` are events of the server, for a component without a unit
+(:data:`SERVER_EVENTS`): the server is rebooted; its disk (logs, Redis data) is full."""
 
 HOST_EVENTS: frozenset[str] = frozenset({"host_down", "partition"})
 """Events of a host, not of a unit: rows about them exist only where units talk across hosts."""
+
+SERVER_EVENTS: frozenset[str] = frozenset({"reboot", "disk_full"})
+"""Events of the whole server: the row's component has no unit, and the auto-action is derived
+from every unit the server runs (generator/semantics.py ``server_action``)."""
 
 
 class HealthSignal(_Model):

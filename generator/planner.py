@@ -12,33 +12,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import layout
-from .accounts import Identity, SysUsers, rotation_identity, service_identity, sysusers
+from .accounts import SysUsers, rotation_identity, service_identity, sysusers
 from .alerts import report_template
-from .docmodels import HOST_EVENTS
 from .facts import enable_units, healthcheck_argv, healthcheck_run
-from .hardening import Directive, hardening_for
-from .hosts import across_hosts
-from .limits import Limit, limits_for
+from .hardening import hardening_for
+from .limits import limits_for
+from .matrixplan import matrix_rows, unit_facts
 from .models import (
-    DesignDecision,
-    Event,
-    ExternalUnit,
-    Healthcheck,
-    LogPolicy,
-    Principle,
-    Restart,
-    Scenario,
     Service,
     Spec,
-    Stop,
 )
-from .redisconf import CREDENTIAL, LossFact, data_loss
+from .redisconf import CREDENTIAL
 from .redisplan import RedisView, redis_views
 from .runners import exec_start, takes_log_config
-from .semantics import AutoAction, auto_action, crash_loop_seconds, max_failed_start_seconds
+from .semantics import crash_loop_seconds
 from .target import systemd_version
+from .views import HealthcheckView, MatrixView, ScenarioView, ServiceView, UnitFacts
 
-__all__ = ["Artifact", "HealthcheckView", "Plan", "ScenarioView", "ServiceView", "plan"]
+__all__ = ["Artifact", "HealthcheckView", "Plan", "ScenarioView", "ServiceView", "UnitFacts", "plan"]
 
 
 @dataclass(frozen=True)
@@ -64,104 +55,6 @@ class Artifact:
         """Absolute path on the server, or None for files that are not installed (docs)."""
         prefix = layout.ROOT_DIR + "/"
         return "/" + self.path[len(prefix) :] if self.path.startswith(prefix) else None
-
-
-@dataclass(frozen=True)
-class ServiceView:
-    """A generated service with everything its unit and the docs need."""
-
-    name: str
-    svc: Service
-    unit_file: str
-    identity: Identity
-    exec_start: list[str]
-    exec_condition: list[str] | None
-    after: list[str]
-    wants: list[str]
-    requires: list[str]
-    log_target: str
-    """``files`` (stdout and stderr apart), ``file`` (both streams in the stdout file) or ``journal``."""
-    stdout_path: str | None
-    """The file stdout is appended to; None for the journal."""
-    stderr_path: str | None
-    """The file stderr is appended to; None for the journal or when it shares the stdout file."""
-    policy: LogPolicy | None
-    logrotate_path: str | None
-    """Server path of its logrotate file; None for the journal."""
-    gives_up_after: float | None
-    hardening: list[Directive]
-    limits: list[Limit]
-    """LimitNOFILE=, TasksMax=, MemoryMax=, OOMScoreAdjust= lines (generator/limits.py)."""
-    log_config: str | None = None
-    """Server path of its uvicorn logging config (generator/logconfig.py); None for other runners."""
-
-    @property
-    def log_files(self) -> list[str]:
-        """The files the unit appends to, stdout's first (empty for the journal)."""
-        return [f for f in (self.stdout_path, self.stderr_path) if f is not None]
-
-
-@dataclass(frozen=True)
-class HealthcheckView:
-    """A healthcheck program, its command line and, for monitors, its timer unit."""
-
-    name: str
-    hc: Healthcheck
-    command: list[str]
-    run: list[str]
-    """``command`` as the service would run it (systemd-run as the user, with the env file)."""
-    script_path: str
-    timer_unit: str | None
-    hardening: list[Directive]
-
-
-@dataclass(frozen=True)
-class ScenarioView:
-    """A failure-matrix row with its derived auto-action (None: the spec's text is used).
-
-    ``sc`` is None for a row derived without a spec'd matrix: only ``event`` and the
-    auto-action are known, every other column is "not yet described"."""
-
-    sc: Scenario | None
-    action: AutoAction | None
-    healthcheck: HealthcheckView | None
-    event: str | None = None
-    loss: LossFact | None = None
-    """The data-loss claim derived from a configured Redis's settings (generator/redisconf.py);
-    None: the spec's ``data_loss`` is shown."""
-
-
-@dataclass(frozen=True)
-class ComponentView:
-    """A row group of the failure matrix: its title and the unit behind it (spec name, or None)."""
-
-    title: str
-    unit: str | None
-
-
-@dataclass(frozen=True)
-class MatrixView:
-    """The failure matrix the docs show: the spec's, or one derived from the units alone."""
-
-    described: bool
-    components: dict[str, ComponentView]
-    principles: list[Principle]
-    design_decisions: list[DesignDecision]
-
-
-@dataclass(frozen=True)
-class UnitFacts:
-    """Restart and stop settings of any unit in the matrix, generated or external."""
-
-    name: str
-    title: str
-    unit_file: str
-    restart: Restart
-    stop: Stop | None
-    gives_up_after: float | None
-    external: ExternalUnit | None = None
-    max_start: float | None = None
-    """Seconds one failed start may take for a crash loop to still hit the start limit."""
 
 
 @dataclass
@@ -238,72 +131,6 @@ def _service_view(spec: Spec, name: str, svc: Service) -> ServiceView:
         limits=limits_for(svc.limits, svc.runner),
         log_config=log_config,
     )
-
-
-def _units(spec: Spec) -> dict[str, UnitFacts]:
-    out = {
-        n: UnitFacts(n, s.title, f"{s.unit}.service", s.restart, s.stop, crash_loop_seconds(s.restart),
-                     max_start=max_failed_start_seconds(s.restart))
-        for n, s in spec.services.items()
-    }
-    out |= {
-        n: UnitFacts(n, e.title, f"{e.unit}.service", e.restart, None, crash_loop_seconds(e.restart), e,
-                     max_failed_start_seconds(e.restart))
-        for n, e in spec.external_units.items()
-    }
-    return out
-
-
-DERIVED_EVENTS: tuple[Event, ...] = ("crash", "killed", "oom", "clean_exit", "hang", "crash_loop")
-"""Events every generated service's derived rows cover; condition_skip/condition_error with an
-exec_condition, dependency_stopped with requires. External units: crash, killed, crash_loop."""
-
-
-def _derived_loss(facts: UnitFacts, event: str) -> LossFact | None:
-    """What ``event`` loses, when the unit is a Redis the tree configures (generator/redisconf.py)."""
-    redis = facts.external.redis if facts.external else None
-    return data_loss(redis, event) if redis else None
-
-
-def _derived(spec: Spec, units: dict[str, UnitFacts]) -> tuple[MatrixView, dict[str, list[ScenarioView]]]:
-    comps = {n: ComponentView(u.title, n) for n, u in units.items()}
-    out: dict[str, list[ScenarioView]] = {}
-    for name, facts in units.items():
-        svc = spec.services.get(name)
-        events: list[Event] = list(DERIVED_EVENTS) if svc else ["crash", "killed", "crash_loop"]
-        if svc and svc.exec_condition:
-            events += ["condition_skip", "condition_error"]
-        if svc and svc.requires:
-            events.append("dependency_stopped")
-        out[name] = [
-            ScenarioView(None, auto_action(e, facts.restart, facts.stop), None, e, _derived_loss(facts, e))
-            for e in events
-        ]
-    return MatrixView(False, comps, [], []), out
-
-
-def _scenarios(
-    spec: Spec, units: dict[str, UnitFacts], hcs: dict[str, HealthcheckView]
-) -> tuple[MatrixView, dict[str, list[ScenarioView]]]:
-    fm = spec.failure_matrix
-    if fm is None:
-        return _derived(spec, units)
-    view = MatrixView(
-        True, {n: ComponentView(c.title, c.unit) for n, c in fm.components.items()}, fm.principles, fm.design_decisions
-    )
-    out: dict[str, list[ScenarioView]] = {c: [] for c in fm.components}
-    for sc in fm.scenarios:
-        if sc.event in HOST_EVENTS and not across_hosts(spec):
-            continue  # one server: losing it is the backup runbook's "server lost", not a matrix row
-        unit_name = fm.components[sc.component].unit
-        action, loss = None, None
-        if unit_name is not None and sc.event is not None:
-            facts = units[unit_name]
-            action = auto_action(sc.event, facts.restart, facts.stop)
-            loss = _derived_loss(facts, sc.event)
-        hc = hcs[sc.healthcheck.check] if sc.healthcheck else None
-        out[sc.component].append(ScenarioView(sc, action, hc, sc.event, loss))
-    return view, out
 
 
 def _artifacts(p: Plan) -> list[Artifact]:
@@ -424,8 +251,8 @@ def plan(spec: Spec) -> Plan:
     """
     services = [_service_view(spec, n, s) for n, s in spec.services.items()]
     hcs = {n: _healthcheck_view(spec, n) for n in spec.healthchecks}
-    units = _units(spec)
-    matrix, scenarios = _scenarios(spec, units, hcs)
+    units = unit_facts(spec)
+    matrix, scenarios = matrix_rows(spec, units, hcs)
     p = Plan(spec, services, list(hcs.values()), units, scenarios, matrix)
     p.accounts = sysusers(spec)
     p.state_dirs = _state_dirs(spec)

@@ -100,7 +100,11 @@ def data_loss(r: RedisSettings, event: str) -> LossFact | None:
     which :mod:`generator.redisrules` keeps at least ``MIN_STOP_TIMEOUT``), so only a Redis
     without either loses data there. A power loss (``host_down``) also loses what the kernel had
     not yet written to disk: with ``appendfsync always`` nothing acknowledged, with ``everysec``
-    about the last second of writes, with ``no`` up to the kernel's own flush (~30 s)."""
+    about the last second of writes, with ``no`` up to the kernel's own flush (~30 s). At
+    ``maxmemory`` (``maxmemory``) the tree's ``maxmemory-policy noeviction`` refuses writes instead
+    of evicting keys, so nothing stored is lost (Redis docs, "Key eviction")."""
+    if event == "maxmemory":
+        return LossFact("No", "noeviction")
     if event in ("crash", "killed", "oom", "hang"):
         if r.appendonly:
             return LossFact("No", "aof_kill")

@@ -16,6 +16,13 @@ Rules, with their sources:
   (systemd.unit(5)); past it the unit is left `failed` with result `start-limit-hit`
   until `systemctl reset-failed`.
 * A process that hangs without exiting is invisible to systemd without WatchdogSec=.
+* A start that fails before the process runs (an ``EnvironmentFile=`` without the ``-`` prefix
+  that is missing or unreadable: "Failed to load environment files") ends with Result=resources;
+  src/core/service.c ``service_shall_restart()`` restarts every result but success (and a skipped
+  condition) with `on-failure`, and every result but success and an exit code with `on-abnormal`.
+* At boot systemd starts every enabled unit (WantedBy=), each after the units in its After=
+  (systemd.unit(5)); systemd-tmpfiles-setup.service runs before them (sysinit.target), so a
+  tmpfiles.d line re-creates what is missing (tmpfiles.d(5)). Restart= plays no part.
 """
 
 from __future__ import annotations
@@ -29,10 +36,12 @@ from .models import Event, Restart, Stop
 __all__ = [
     "AutoAction",
     "auto_action",
+    "boot_order",
     "condition_outcome",
     "crash_loop_seconds",
     "max_failed_start_seconds",
     "restarts_on",
+    "server_action",
 ]
 
 # systemd.service(5), "Exit causes and the effect of the Restart= settings".
@@ -40,6 +49,7 @@ _RESTARTS: dict[str, frozenset[str]] = {
     "clean": frozenset({"always", "on-success"}),
     "unclean_code": frozenset({"always", "on-failure"}),
     "unclean_signal": frozenset({"always", "on-failure", "on-abnormal", "on-abort"}),
+    "resources": frozenset({"always", "on-failure", "on-abnormal"}),
 }
 
 _CAUSE: dict[str, str] = {
@@ -49,6 +59,7 @@ _CAUSE: dict[str, str] = {
     "killed": "unclean_signal",
     "oom": "unclean_signal",
     "clean_exit": "clean",
+    "env_file_missing": "resources",
 }
 
 
@@ -59,7 +70,10 @@ class AutoAction:
     ``key`` is one of: ``restart``, ``restart_then_limit``, ``no_restart``, ``inactive_no_restart``
     (a clean exit Restart= does not cover: the unit is inactive, not failed), ``stop_only``,
     ``stop_start``, ``nothing``, ``skip``, ``fail_then_restart``, ``fail_no_restart``,
-    ``stopped_with_dependency``, ``host_down``, ``partition``. ``params`` hold seconds as floats and
+    ``stopped_with_dependency``, ``host_down``, ``partition``, ``resources_then_limit``,
+    ``resources_forever``, ``resources_no_restart`` (a start refused before the process runs),
+    ``unseen`` (the process runs and answers; what fails is not visible to systemd), and for the
+    server's own events (:func:`server_action`) ``boot`` and ``disk_full``. ``params`` hold seconds as floats and
     counts as ints.
     """
 
@@ -140,14 +154,65 @@ def auto_action(event: Event, restart: Restart, stop: Stop | None = None) -> Aut
         return AutoAction("stopped_with_dependency", params)
     if event in ("host_down", "partition"):
         return AutoAction(event, params)  # systemd on that host is gone, or sees nothing wrong
+    if event == "maxmemory":
+        return AutoAction("unseen", params)
+    if event in ("reboot", "disk_full"):
+        raise ValueError(f"{event!r} is an event of the server, not of one unit: use server_action()")
     if not restarts_on(restart.policy, event):
-        key = {"condition_error": "fail_no_restart", "clean_exit": "inactive_no_restart"}.get(event, "no_restart")
+        key = {"condition_error": "fail_no_restart", "clean_exit": "inactive_no_restart",
+               "env_file_missing": "resources_no_restart"}.get(event, "no_restart")
         return AutoAction(key, params)
+    if event == "env_file_missing":
+        limited = params["gives_up_after"] is not None
+        return AutoAction("resources_then_limit" if limited else "resources_forever", params)
     if event == "condition_error":
         return AutoAction("fail_then_restart", params)
     if event == "crash_loop":
         return AutoAction("restart_then_limit" if params["gives_up_after"] is not None else "restart_forever", params)
     return AutoAction("restart", params)
+
+
+def boot_order(after: dict[str, list[str]]) -> list[list[str]]:
+    """The order systemd starts ``after``'s units at boot, as layers: each unit comes in the layer
+    after the last of the units it names in After= (only those in ``after`` count; others are
+    ordered elsewhere). Inputs: unit file name -> the unit files in its After=. Output: layers of
+    unit names, each sorted; units in a layer start side by side. A cycle (which systemd breaks
+    by dropping a job, systemd.unit(5)) puts the remaining units in one last layer."""
+    layer: dict[str, int] = {}
+    pending = dict(after)
+    while pending:
+        ready = {u: deps for u, deps in pending.items() if all(d in layer or d not in after for d in deps)}
+        if not ready:  # a cycle: systemd breaks it somewhere; say the rest start together, last
+            last = 1 + max(layer.values(), default=-1)
+            layer |= dict.fromkeys(pending, last)
+            break
+        for u, deps in ready.items():
+            layer[u] = 1 + max((layer[d] for d in deps if d in layer), default=-1)
+            del pending[u]
+    out: list[list[str]] = [[] for _ in range(max(layer.values(), default=-1) + 1)]
+    for u, n in layer.items():
+        out[n].append(u)
+    return [sorted(x) for x in out]
+
+
+def server_action(event: Event, after: dict[str, list[str]], tmpfiles: str | None, paths: list[str]) -> AutoAction:
+    """What systemd does by itself after an event of the whole server (docmodels.SERVER_EVENTS).
+
+    Inputs: ``after``, the server's enabled units (unit file -> its After= units, see
+    :func:`boot_order`); ``tmpfiles``, the tmpfiles.d file that re-creates the logs at boot (None on
+    a server without one: ``boot_plain``);
+    ``paths``, the folders the services write (logs, Redis data). Output: ``boot`` with the start
+    ``order`` (layers joined by " → ") and ``tmpfiles``, or ``disk_full`` with the ``paths``.
+    Raises ValueError for an event of one unit.
+    """
+    if event == "reboot":
+        order = " → ".join(", ".join(layer) for layer in boot_order(after))
+        if tmpfiles is None:
+            return AutoAction("boot_plain", {"order": order})
+        return AutoAction("boot", {"order": order, "tmpfiles": tmpfiles})
+    if event == "disk_full":
+        return AutoAction("disk_full", {"paths": ", ".join(paths)})
+    raise ValueError(f"{event!r} is an event of one unit, not of the server: use auto_action()")
 
 
 def condition_outcome(code: int) -> str:

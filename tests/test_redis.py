@@ -249,7 +249,7 @@ def test_the_redis_host_of_production_keeps_every_redis_row_and_says_what_starts
     files = build_tree(REPO / "spec").files
     matrix = files["production/redis1/docs/failure_matrix.md"]
     rows = [ln for ln in matrix.splitlines() if ln.startswith("| Redis") or ln.startswith("| Процесс Redis")]
-    assert len(rows) == 4, rows  # crash, OOM, stopped by the admin, hung
+    assert len(rows) == 6, rows  # crash, OOM, stopped by the admin, hung, refuses to start, at maxmemory
     assert not any("worker_healthcheck.py" in r for r in rows)  # the worker's healthcheck runs on worker1
     assert "**Запускается вместе с:** ничем на этом хосте" in matrix
     staging = files["staging/docs/failure_matrix.md"]
