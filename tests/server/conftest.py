@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from drill_env import Env, restore
 from fleet_delivery import Delivery, deliver_fleet
 from server_support import FLEET_ROW_ATTR, ROW_ATTR, Deployment, Drill, Facts, deploy
 from testserver import REPO, Server, log
@@ -114,6 +115,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     rep: pytest.TestReport = outcome.get_result()
     item.stash.setdefault(_REPORTS, {})[rep.when] = rep
+
+
+@pytest.fixture
+def env(deployment: Deployment) -> Iterator[Env]:
+    """The server brought back to the installed state before the drill (and after it)."""
+    e = Env(deployment)
+    restore(e)
+    yield e
+    restore(e)
 
 
 @pytest.fixture
