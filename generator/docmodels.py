@@ -60,6 +60,7 @@ Event = Literal[
     "maxmemory",
     "reboot",
     "disk_full",
+    "bad_deploy",
 ]
 """What happens to a unit. ``host_down``: the host it runs on loses power or is powered off;
 ``partition``: that host is cut off from the others (packets dropped) while its processes run on.
@@ -67,13 +68,14 @@ Both are rows of an environment with several hosts only (:data:`HOST_EVENTS`).
 ``env_file_missing``: the unit's ``EnvironmentFile=`` is gone or unreadable, so systemd fails every
 start before the process runs (Result: resources). ``maxmemory``: a Redis the tree configures
 reaches its ``maxmemory`` and refuses writes (``OOM command not allowed``) while it runs on.
-``reboot`` and ``disk_full`` are events of the server, for a component without a unit
-(:data:`SERVER_EVENTS`): the server is rebooted; its disk (logs, Redis data) is full."""
+``reboot``, ``disk_full`` and ``bad_deploy`` are events of the server, for a component without a
+unit (:data:`SERVER_EVENTS`): the server is rebooted; its disk (logs, Redis data) is full; a new
+version or build/ was deployed that does not start or work and must be rolled back."""
 
 HOST_EVENTS: frozenset[str] = frozenset({"host_down", "partition"})
 """Events of a host, not of a unit: rows about them exist only where units talk across hosts."""
 
-SERVER_EVENTS: frozenset[str] = frozenset({"reboot", "disk_full"})
+SERVER_EVENTS: frozenset[str] = frozenset({"reboot", "disk_full", "bad_deploy"})
 """Events of the whole server: the row's component has no unit, and the auto-action is derived
 from every unit the server runs (generator/semantics.py ``server_action``)."""
 

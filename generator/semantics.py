@@ -73,7 +73,8 @@ class AutoAction:
     ``stopped_with_dependency``, ``host_down``, ``partition``, ``resources_then_limit``,
     ``resources_forever``, ``resources_no_restart`` (a start refused before the process runs),
     ``unseen`` (the process runs and answers; what fails is not visible to systemd), and for the
-    server's own events (:func:`server_action`) ``boot`` and ``disk_full``. ``params`` hold seconds as floats and
+    server's own events (:func:`server_action`) ``boot``, ``boot_plain``, ``disk_full`` and
+    ``bad_deploy``. ``params`` hold seconds as floats and
     counts as ints.
     """
 
@@ -202,7 +203,8 @@ def server_action(event: Event, after: dict[str, list[str]], tmpfiles: str | Non
     :func:`boot_order`); ``tmpfiles``, the tmpfiles.d file that re-creates the logs at boot (None on
     a server without one: ``boot_plain``);
     ``paths``, the folders the services write (logs, Redis data). Output: ``boot`` with the start
-    ``order`` (layers joined by " → ") and ``tmpfiles``, or ``disk_full`` with the ``paths``.
+    ``order`` (layers joined by " → ") and ``tmpfiles``, ``disk_full`` with the ``paths``, or
+    ``bad_deploy`` (systemd runs what is installed and rolls nothing back).
     Raises ValueError for an event of one unit.
     """
     if event == "reboot":
@@ -212,6 +214,8 @@ def server_action(event: Event, after: dict[str, list[str]], tmpfiles: str | Non
         return AutoAction("boot", {"order": order, "tmpfiles": tmpfiles})
     if event == "disk_full":
         return AutoAction("disk_full", {"paths": ", ".join(paths)})
+    if event == "bad_deploy":
+        return AutoAction("bad_deploy", {})
     raise ValueError(f"{event!r} is an event of one unit, not of the server: use auto_action()")
 
 

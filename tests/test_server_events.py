@@ -9,7 +9,7 @@ import pytest
 import yaml
 from helpers import REPO, edited_spec
 
-from generator import SpecError, build, load_spec
+from generator import SpecError, build, build_tree, load_spec
 from generator.models import Restart
 from generator.semantics import auto_action, boot_order, server_action
 
@@ -50,7 +50,7 @@ def test_server_events_are_not_events_of_one_unit_and_vice_versa() -> None:
 
 def test_every_new_auto_action_has_a_sentence_in_both_catalogs() -> None:
     keys = {"resources_then_limit", "resources_forever", "resources_no_restart", "unseen", "boot", "boot_plain",
-            "disk_full"}
+            "disk_full", "bad_deploy"}
     for lang in ("ru", "en"):
         catalog = yaml.safe_load((REPO / "templates" / "i18n" / f"{lang}.yaml").read_text())
         assert keys <= set(catalog["auto_action"]), lang
@@ -113,3 +113,17 @@ def test_misplaced_events_are_refused_with_the_row_located(
     monkeypatch.chdir(tmp_path)
     problems = _problems(tmp_path, component, event, extra, "    host: {title: Host}\n")
     assert any(message in p and "failure_matrix.scenarios[0]" in p and "spec/spec.yaml:" in p for p in problems), problems
+
+
+def test_a_rollback_clears_the_start_limit_the_bad_version_used_up() -> None:
+    """The bad-deploy row rolls back with the deploy block (README) or the playbook. A version that
+    crash-looped into its start limit refuses `systemctl restart`/`start` ("Start request repeated
+    too quickly", systemd.unit(5) StartLimitIntervalSec=) until the interval passes: both must
+    `reset-failed` the units before they start them."""
+    files = build_tree(REPO / "spec").files
+    readme = files["staging/docs/README.md"]
+    block = readme.split("## Обновление: новая версия", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
+    restart = next(i for i, ln in enumerate(block) if ln.startswith("sudo systemctl restart zachot-api"))
+    assert block[restart - 1] == block[restart].replace(" restart ", " reset-failed ", 1), block
+    tasks = files["production/ansible/tasks/tree.yml"]
+    assert tasks.index("cmd: systemctl reset-failed") < tasks.index("- name: Start the units that are not running")

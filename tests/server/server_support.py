@@ -19,6 +19,7 @@ import testserver as ts
 from testserver import REPO, STAGING, Runbook, Server, ServerError, log, wait_for
 
 from generator import Build, Tree, render_to
+from generator.environment import TEMPLATES_DIR
 from generator.i18n import Catalog, load_catalog
 from generator.planner import HealthcheckView, ScenarioView, ServiceView, UnitFacts
 
@@ -351,3 +352,13 @@ def deploy(facts: Facts, timings: dict[str, float]) -> Iterator[Deployment]:
         log(f"installed by the runbook in {timings['install (runbook block)']:.1f} s"
             + (f"; work-arounds: {workarounds}" if workarounds else ""))
         yield Deployment(server, facts, runbook, manifest, install_output, timings, env_lines, workarounds)
+
+def deploy_block(dep: Deployment) -> list[str]:
+    """The ```bash block of the staging README's deploy section (``readme.deploy_title``), comment
+    lines left out: the routine deploy and, with the previous build/, the rollback."""
+    readme = (REPO / STAGING / "docs/README.md").read_text()
+    title = load_catalog(TEMPLATES_DIR, dep.facts.project.language)("readme.deploy_title")
+    section = readme.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.S)
+    assert block, section
+    return [ln for ln in block.group(1).splitlines() if ln.strip() and not ln.startswith("#")]

@@ -14,12 +14,10 @@ from datetime import date, timedelta
 
 import pytest
 import testserver as ts
-from server_support import Deployment, run_runbook, wait_services_up
+from server_support import Deployment, deploy_block, run_runbook, wait_services_up
 from testserver import HERE, REPO, STAGING, SseFollower, job_status, log, submit_job, wait_for
 
-from generator.environment import TEMPLATES_DIR
 from generator.filters import env_file_value
-from generator.i18n import load_catalog
 from generator.layout import env_example
 
 pytestmark = pytest.mark.server
@@ -330,14 +328,6 @@ def test_logrotate_service_rotates_the_logs_and_the_writers_keep_writing(deploym
 
 
 
-def _deploy_block(dep: Deployment) -> list[str]:
-    """The ```bash block of the README's deploy section, comment lines left out."""
-    readme = (REPO / STAGING / "docs/README.md").read_text()
-    title = load_catalog(TEMPLATES_DIR, dep.facts.project.language)("readme.deploy_title")
-    section = readme.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
-    block = re.search(r"```bash\n(.*?)```", section, re.S)
-    assert block, section
-    return [ln for ln in block.group(1).splitlines() if ln.strip() and not ln.startswith("#")]
 
 
 def test_deploy_runbook_runs_verbatim_and_a_changed_unit_takes_effect(deployment: Deployment) -> None:
@@ -345,7 +335,7 @@ def test_deploy_runbook_runs_verbatim_and_a_changed_unit_takes_effect(deployment
     unit changed in the new tree is in force afterwards, every service runs a new process, every
     unit is active, and the block's own gates (readiness URL, healthcheck) pass."""
     s, f = deployment.server, deployment.facts
-    lines = _deploy_block(deployment)
+    lines = deploy_block(deployment)
     repo = f.project.repo
     api = f.service("api")
     unit = f"{repo}/{STAGING}/root/etc/systemd/system/{api.unit_file}"

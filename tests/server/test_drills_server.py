@@ -11,7 +11,10 @@ the booted server did in a :class:`~server_support.Drill`. Injection:
   with ``dd`` (the container's own disk is the host's and cannot be filled safely);
 * missing env file = ``mv`` it aside and restart the unit;
 * corrupt AOF = garbage between two commands of the last AOF file of a stopped Redis;
-* maxmemory = ``CONFIG SET maxmemory`` below what Redis already uses.
+* maxmemory = ``CONFIG SET maxmemory`` below what Redis already uses;
+* a bad deploy = the server's build/ copy with the worker's ExecStart= naming a module that is not
+  there (dramatiq exits at import, as with broken code), deployed by the README's block; the
+  rollback is the previous build/ and the same block.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ import shlex
 import time
 
 import pytest
+import testserver as ts
 from drill_env import Env, row, start_limit_reached
-from server_support import Drill, expected_action_text, wait_services_up
-from testserver import submit_job, wait_for
+from server_support import Drill, deploy_block, expected_action_text, run_runbook, wait_services_up
+from testserver import STAGING, ServerError, submit_job, wait_for
 
 pytestmark = pytest.mark.server
 
@@ -90,6 +94,55 @@ def test_server_rebooted(env: Env, d: Drill) -> None:
     st = env.job(job) or {}
     d.check_loss("No" if st.get("steps_done") == 40 and st.get("failures") in (0, "0", None) else "Yes",
                  f"the job begun before the reboot finished: {st.get('status')}, {st.get('steps_done')} steps")
+    d.verify()
+
+
+@row("server", "bad_deploy")
+def test_bad_deploy_rolled_back(env: Env, d: Drill) -> None:
+    s, f = env.s, env.f
+    a = d.sv.action
+    assert a is not None and a.key == "bad_deploy", a
+    repo, worker = f.project.repo, f.service("worker")
+    d.mechanism = f"{worker.unit_file} in the server's build/ imports a missing module; the README deploy block"
+    unit = f"{repo}/{STAGING}/root/etc/systemd/system/{worker.unit_file}"
+    original = s.read(unit).decode()
+    broken = original.replace(" app.actors ", " app.no_such_module ", 1)
+    assert broken != original
+    block = ts.Runbook("deploy", "", "", deploy_block(env.dep))
+    job = submit_job(s.http, 20, 0.25)
+    env.wait_progress(job, 1)
+    t_fault = time.monotonic()
+    s.run(["tee", unit], input=broken)
+    try:
+        try:
+            run_runbook(s, block, repo)
+            stopped = "the block ran to its end"
+        except ServerError as exc:  # the block's own gates are the row's detection
+            stopped = str(exc).splitlines()[0]
+        gates = ("sudo systemctl restart", "systemctl is-active", "curl ", "sudo systemctl start")
+        d.check("detection: the deploy block stops with an error", "at `systemctl restart` or a check at its end",
+                stopped[:160], any(f": {g}" in stopped for g in gates))
+        time.sleep(2)
+        d.check("auto-action", expected_action_text(d.sv),
+                f"{worker.unit_file}: {s.active_state(worker.unit_file)}, NRestarts {env.nrestarts(worker.unit_file)}, "
+                f"still the new ExecStart={'no_such_module' in s.prop(worker.unit_file, 'ExecStart')}",
+                s.active_state(worker.unit_file) != "active" and "no_such_module" in s.prop(worker.unit_file, "ExecStart"))
+        wait_for(lambda: s.active_state(worker.unit_file) == "failed", 300, f"{worker.unit_file} failed at its start limit")
+        d.note("rolled back after the start limit was hit, when a plain `systemctl restart` is refused")
+    finally:
+        s.run(["tee", unit], input=original)
+    try:  # the rollback: the previous build/ and the same block, verbatim
+        run_runbook(s, block, repo)
+        rolled = "the block ran to its end"
+    except ServerError as exc:
+        rolled = str(exc).splitlines()[0]
+    d.check("manual action: the previous build/ and the same block", "the block ran to its end", rolled[:160])
+    wait_services_up(s, f, timeout=60)
+    env.wait_job(job, 90)
+    d.recover_s = time.monotonic() - t_fault
+    st = env.job(job) or {}
+    d.check_loss("No" if st.get("steps_done") == 20 else "Yes",
+                 f"the job waited and finished on the old version: {st.get('status')}, {st.get('steps_done')} steps")
     d.verify()
 
 
