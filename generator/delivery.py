@@ -42,7 +42,8 @@ STATIC = ("site.yml", "tasks/tree.yml", "handlers.yml", "ansible.cfg")
 """The playbook files, copied from templates/ansible/ as they are (no spec value in them)."""
 SETTLE_SEC = layout.SETTLE_SEC
 _OWN_DIRS = (".service.d", ".timer.d")
-"""Folders the tree makes and, when a release no longer has files in them, removes (if empty)."""
+"""Folders the tree makes and, when a release no longer has files in them, removes (if empty): the
+drop-in folders, and (:func:`host_vars`) each uvicorn service's /etc/<unit>/ (layout.log_config_path)."""
 
 
 def restarts(a: Artifact, p: Plan) -> list[str]:
@@ -74,6 +75,7 @@ def host_vars(p: Plan, tree: str) -> dict[str, Any]:
     ]  # fmt: skip
     dirs = sorted({str(PurePosixPath(a.server_path or "/").parent) for a in installed})
     by_name = {sv.name: sv for sv in p.services}
+    own_config_dirs = {str(PurePosixPath(sv.log_config).parent) for sv in p.services if sv.log_config}
     return {
         "tree_dir": tree,
         "tree_manifest": layout.MANIFEST,
@@ -84,7 +86,7 @@ def host_vars(p: Plan, tree: str) -> dict[str, Any]:
         "tree_env_group": spec.project.group,
         "tree_env_mode": spec.project.env_file_mode,
         "tree_dirs": dirs,
-        "tree_own_dirs": [d for d in dirs if d.endswith(_OWN_DIRS)],
+        "tree_own_dirs": [d for d in dirs if d.endswith(_OWN_DIRS) or d in own_config_dirs],
         "tree_files": files,
         "tree_secrets": [{"path": rv.r.auth_file, "script": rv.auth_script} for rv in p.redis if rv.auth_script],
         "tree_sysusers": layout.sysusers_path(spec.project.name) if p.services else None,

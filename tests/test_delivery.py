@@ -79,6 +79,9 @@ def test_each_file_restarts_the_unit_it_configures(files: dict[str, str]) -> Non
     assert redis["tree_secrets"][0]["path"] == "/etc/zachot/redis-auth.conf"
     assert redis["tree_env_file"] is None and redis["tree_sysusers"] is None
     assert redis["tree_own_dirs"] == ["/etc/systemd/system/redis-server@zachot.service.d"]
+    # the uvicorn logging config's own folder goes when a release no longer has the file
+    api = yaml.safe_load(files["production/ansible/host_vars/api1.yml"])
+    assert api["tree_own_dirs"] == ["/etc/zachot-api"]
 
 
 def test_inventory_puts_data_hosts_first_and_groups_by_what_runs(files: dict[str, str]) -> None:
