@@ -148,7 +148,7 @@ class Drill:
     @property
     def key(self) -> str:
         """The row as ``component / event``: the spec's own keys, the same in every doc language."""
-        return f"{self.component} / {self.sv.event or self.sv.sc.event}"
+        return f"{self.component} / {self.sv.event or self.sv.sc.event or self.sv.sc.failure}"
 
     @property
     def expected(self) -> str:
