@@ -261,11 +261,16 @@ def settings_default(name: str) -> Any:
 
 
 
-def start_limit_reached(env: Env, cursor: str | None, unit: str, p: dict[str, Any]) -> tuple[str, bool]:
+def start_limit_reached(env: Env, cursor: str | None, unit: str, p: dict[str, Any],
+                        since: float | None = None) -> tuple[str, bool]:
     """Wait until systemd refuses to start ``unit`` again ("Start request repeated too quickly",
     the StartLimitBurst=/StartLimitIntervalSec= of systemd.unit(5)) after ``cursor``; returns
     (what was observed, whether it matches the plan's ``p``: ``burst`` starts, no sooner than
-    ``gives_up_after`` seconds, and each failed start no longer than the doc's ``max_start``)."""
+    ``gives_up_after`` seconds, and each failed start no longer than the doc's ``max_start``).
+
+    A start that fails before its process runs (Result: resources) logs no "Starting" (systemd
+    252): its attempts are then counted by their "Failed with result" lines before the refusal, and
+    the span runs from ``since`` (host monotonic seconds of the first start, the same clock)."""
     s = env.s
     burst, limit_s = int(p["burst"]), float(p["gives_up_after"])
 
@@ -278,7 +283,12 @@ def start_limit_reached(env: Env, cursor: str | None, unit: str, p: dict[str, An
     ev = env.events(cursor, unit)
     starts = [e for e in ev if e.get("MESSAGE_ID") == MSG_STARTING]
     exits = {str(e.get("MESSAGE")).split(": ", 1)[-1] for e in ev if e.get("MESSAGE_ID") == MSG_PROCESS_EXIT}
-    span = t_of(refusal) - t_of(starts[0])
+    first = t_of(starts[0]) if starts else since
+    if not starts:
+        starts = [e for e in ev if e.get("MESSAGE_ID") == MSG_FAILURE_RESULT and t_of(e) < t_of(refusal)]
+        exits = {str(e.get("MESSAGE")) for e in starts}
+    assert first is not None and starts, f"no start of {unit} in the journal: {[e.get('MESSAGE') for e in ev]}"
+    span = t_of(refusal) - first
     cycle = span / max(1, len(starts))
     observed = (f"{len(starts)} starts ({', '.join(sorted(exits))}), refused ('Start request repeated too quickly') "
                 f"{span:.1f}s after the first ({cycle:.1f}s per cycle = RestartSec {float(p['delay']):g}s + time to "
