@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,17 @@ def line_of(text: str, needle: str) -> int:
         if needle in line:
             return number
     raise AssertionError(f"{needle!r} not in text")
+
+
+def assert_render_refuses_at(tmp_path: Path, spec: Path, text: str, marker: str, path: str, message: str) -> None:
+    """Render ``spec`` (whose spec.yaml holds ``text``) with the real CLI, run in ``tmp_path``, and
+    assert the house rule for a spec mistake: exit 2, no traceback, nothing written, and an error
+    at ``spec/spec.yaml:<line of marker>:`` naming ``path`` with a message matching ``message``."""
+    result = run_cli("render", "--spec", spec, "--build", tmp_path / "build", cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "build").exists()
+    line = line_of(text, marker)
+    located = [ln for ln in result.stderr.splitlines() if ln.startswith(f"spec/spec.yaml:{line}:")]
+    assert located, f"nothing at line {line}:\n{result.stderr}"
+    assert any(f": {path}: " in ln and re.search(message, ln) for ln in located), result.stderr

@@ -8,11 +8,10 @@ from a render. Spec mistakes go through the real CLI; the expected line is found
 from __future__ import annotations
 
 import configparser
-import re
 from pathlib import Path
 
 import pytest
-from helpers import REPO, SPEC_CASES, edited_spec, line_of, run_cli
+from helpers import REPO, SPEC_CASES, assert_render_refuses_at, edited_spec, run_cli
 
 from generator import build, build_files
 
@@ -110,14 +109,7 @@ CASES = [
 def test_limit_mistakes_are_located(tmp_path: Path, case: tuple[str, str, str, str, str, str]) -> None:
     _, old, new, marker, path, message = case
     spec, text = edited_spec(tmp_path, "gunicorn_command", (old, new))
-    result = run_cli("render", "--spec", spec, "--build", tmp_path / "build", cwd=tmp_path)
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    assert not (tmp_path / "build").exists()
-    line = line_of(text, marker)
-    located = [ln for ln in result.stderr.splitlines() if ln.startswith(f"spec/spec.yaml:{line}:")]
-    assert located, f"nothing at line {line}:\n{result.stderr}"
-    assert any(f": {path}: " in ln and re.search(message, ln) for ln in located), result.stderr
+    assert_render_refuses_at(tmp_path, spec, text, marker, path, message)
 
 
 def test_a_uvicorn_without_a_bound_gets_the_wide_limit_and_a_spec_value_is_refused(tmp_path: Path) -> None:

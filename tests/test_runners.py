@@ -7,12 +7,11 @@ is found in the edited text, so a message located elsewhere fails.
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
 import pytest
-from helpers import REPO, SPEC_CASES, edited_spec, line_of, run_cli
+from helpers import REPO, SPEC_CASES, assert_render_refuses_at, edited_spec
 
 from generator import build, build_files
 
@@ -93,11 +92,4 @@ CASES = [
 def test_runner_mistakes_are_located(tmp_path: Path, case: tuple[str, str, str, str, str, str]) -> None:
     _, old, new, marker, path, message = case
     spec, text = _spec_with(tmp_path, old, new)
-    result = run_cli("render", "--spec", spec, "--build", tmp_path / "build", cwd=tmp_path)
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    assert not (tmp_path / "build").exists()
-    line = line_of(text, marker)
-    located = [ln for ln in result.stderr.splitlines() if ln.startswith(f"spec/spec.yaml:{line}:")]
-    assert located, f"nothing at line {line}:\n{result.stderr}"
-    assert any(f": {path}: " in ln and re.search(message, ln) for ln in located), result.stderr
+    assert_render_refuses_at(tmp_path, spec, text, marker, path, message)

@@ -16,6 +16,7 @@ from server_support import (
     Deployment,
     Drill,
     Facts,
+    expected_action_text,
     wait_services_up,
     worker_heartbeat_age,
 )
@@ -295,3 +296,18 @@ def start_limit_reached(env: Env, cursor: str | None, unit: str, p: dict[str, An
                 f"fail), then {s.active_state(unit)}")
     per_start = cycle - float(p["delay"])
     return observed, len(starts) == burst and limit_s * 0.95 <= span and per_start <= float(p["max_start"])
+
+
+def check_gives_up(env: Env, d: Drill, unit: str, cursor: str | None, since: float | None = None) -> None:
+    """A unit whose every start fails, as the row says: systemd restarts it up to its start limit
+    (:func:`start_limit_reached`), reports the failure once (OnFailure=, when it gives up), and
+    `systemctl status` shows what the row's detection says (:meth:`Env.check_status_detection`)."""
+    a = d.sv.action
+    assert a is not None, d.sv
+    d.check("auto-action", expected_action_text(d.sv), *start_limit_reached(env, cursor, unit, a.params, since))
+    wait_for(lambda: env.alerts(cursor, unit), 15, f"the failure report of {unit}")
+    time.sleep(1)
+    reports = env.alerts(cursor, unit)
+    d.check("failure report (OnFailure=)", "one journal line at crit, when systemd gives up",
+            f"{len(reports)}: {reports}", len(reports) == 1 and unit in reports[0])
+    env.check_status_detection(d, unit, cursor)

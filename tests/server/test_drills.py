@@ -33,6 +33,7 @@ from drill_env import (
     MSG_SKIPPED,
     MSG_STARTING,
     Env,
+    check_gives_up,
     exactly_once,
     first,
     followers_for,
@@ -383,13 +384,7 @@ def _crash_loop(env: Env, d: Drill, unit: str, variable: str, hc: bool) -> None:
     cur = s.journal_cursor()
     t_fault = time.monotonic()
     s.systemctl("restart", unit, check=False)
-    d.check("auto-action", expected_action_text(d.sv), *start_limit_reached(env, cur, unit, a.params))
-    wait_for(lambda: env.alerts(cur, unit), 15, f"the failure report of {unit}")
-    time.sleep(1)
-    reports = env.alerts(cur, unit)
-    d.check("failure report (OnFailure=)", "one journal line at crit, when systemd gives up",
-            f"{len(reports)}: {reports}", len(reports) == 1 and unit in reports[0])
-    env.check_status_detection(d, unit, cur)
+    check_gives_up(env, d, unit, cur)
     if hc:  # the state the doc's detection describes: the unit failed, the loop over
         hc_code, _ = env.healthcheck()
         d.check_hc(hc_code, env.hc_alerts)

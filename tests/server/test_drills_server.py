@@ -25,7 +25,7 @@ import time
 
 import pytest
 import testserver as ts
-from drill_env import Env, row, start_limit_reached
+from drill_env import Env, check_gives_up, row
 from server_support import Drill, deploy_block, expected_action_text, run_runbook, wait_services_up
 from testserver import STAGING, ServerError, submit_job, wait_for
 
@@ -235,14 +235,7 @@ def _env_file_missing(env: Env, d: Drill, unit: str) -> None:
         cur = s.journal_cursor()
         t_fault = time.monotonic()
         s.systemctl("restart", unit, check=False)
-        d.check("auto-action", expected_action_text(d.sv),
-                *start_limit_reached(env, cur, unit, a.params, since=t_fault))
-        wait_for(lambda: env.alerts(cur, unit), 15, f"the failure report of {unit}")
-        time.sleep(1)
-        reports = env.alerts(cur, unit)
-        d.check("failure report (OnFailure=)", "one journal line at crit, when systemd gives up",
-                f"{len(reports)}: {reports}", len(reports) == 1 and unit in reports[0])
-        env.check_status_detection(d, unit, cur)
+        check_gives_up(env, d, unit, cur, since=t_fault)
     finally:
         s.run(["mv", f"{path}.drill", path])
     (manual,) = _commands(str(d.sv.sc.manual_action), "systemctl reset-failed")
@@ -292,13 +285,7 @@ def test_redis_refuses_to_start(env: Env, d: Drill) -> None:
     cur = s.journal_cursor()
     t_fault = time.monotonic()
     s.systemctl("start", env.redis, check=False)
-    d.check("auto-action", expected_action_text(d.sv), *start_limit_reached(env, cur, env.redis, a.params))
-    wait_for(lambda: env.alerts(cur, env.redis), 15, f"the failure report of {env.redis}")
-    time.sleep(1)
-    reports = env.alerts(cur, env.redis)
-    d.check("failure report (OnFailure=)", "one journal line at crit, when systemd gives up",
-            f"{len(reports)}: {reports}", len(reports) == 1)
-    env.check_status_detection(d, env.redis, cur)
+    check_gives_up(env, d, env.redis, cur)
     d.check("symptoms: /readyz", 503, s.http.get("/readyz").status_code)
     code, _ = env.healthcheck()
     d.check_hc(code, env.hc_alerts)
