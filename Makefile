@@ -6,7 +6,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 
 # `make test` runs every test, the server tests included (tests/server: build/ installed on a
-# booted Debian 12 under systemd-nspawn and the failure drills; root, ~14 min). The explicit
+# booted Debian 12 under systemd-nspawn, the failure drills and the fleet; root, ~38 min). The explicit
 # fast mode for local iteration is `ZACHOT_SKIP_SERVER=1 make test` (they are reported skipped).
 PYTEST_ARGS ?=
 
@@ -52,7 +52,7 @@ server-test: venv
 drill: venv
 	./scripts/install-system-deps.sh
 	./scripts/server/install-host-deps.sh
-	$(BIN)/pytest -m server tests/server/test_drills.py
+	$(BIN)/pytest -m server tests/server/test_drills.py tests/server/test_drills_server.py
 
 # Speed and memory beside floors and peers, one run, one table (bench/README.md); BENCH_ARGS=--quick
 # only shows that it runs.
