@@ -7,7 +7,7 @@ from . import layout
 from .docmodels import HOST_EVENTS, SERVER_EVENTS
 from .facts import enable_units
 from .hosts import across_hosts
-from .models import Event, Spec
+from .models import Event, Service, Spec
 from .redisconf import LossFact, data_loss
 from .redisplan import DATA_DIR
 from .semantics import AutoAction, auto_action, crash_loop_seconds, max_failed_start_seconds, server_action
@@ -60,6 +60,17 @@ def _derived(spec: Spec, units: dict[str, UnitFacts]) -> tuple[MatrixView, dict[
     return MatrixView(False, comps, [], []), out
 
 
+JOURNAL_DIR = "/var/log/journal"
+"""Where journald stores what services log to the journal (systemd-journald.service(8), persistent)."""
+
+
+def _output_dir(spec: Spec, s: Service) -> str:
+    """Where the service's output is written: the logs folder when it goes to files (as
+    planner._service_view decides), else the journal's folder."""
+    logs = spec.project.logs_dir
+    return logs if logs and s.logs.target == "files" and s.logs.stdout and s.logs.policy else JOURNAL_DIR
+
+
 def _server_action(spec: Spec, event: Event) -> AutoAction:
     """The auto-action of an event of the whole server, from the units it enables at boot."""
     enabled = [u for u in enable_units(spec) if u.endswith(".service")]  # timers wait for no service
@@ -67,8 +78,11 @@ def _server_action(spec: Spec, event: Event) -> AutoAction:
     for s in spec.services.values():
         deps = [spec.services[d].unit if d in spec.services else spec.external_units[d].unit for d in s.after]
         after[f"{s.unit}.service"] = [f"{d}.service" for d in deps]
-    paths = [*([spec.project.logs_dir] if spec.project.logs_dir and spec.services else []),
-             *([DATA_DIR] if any(e.redis for e in spec.external_units.values()) else [])]
+    paths = list(dict.fromkeys([
+        *(_output_dir(spec, s) for s in spec.services.values()),
+        *(p for s in spec.services.values() for p in s.hardening.writable_paths),
+        *([DATA_DIR] if any(e.redis for e in spec.external_units.values()) else []),
+    ]))
     tmpfiles = layout.tmpfiles_path(spec.project.name) if spec.services else None  # as planner._artifacts
     return server_action(event, after, tmpfiles, paths)
 

@@ -127,3 +127,15 @@ def test_a_rollback_clears_the_start_limit_the_bad_version_used_up() -> None:
     assert block[restart - 1] == block[restart].replace(" restart ", " reset-failed ", 1), block
     tasks = files["production/ansible/tasks/tree.yml"]
     assert tasks.index("cmd: systemctl reset-failed") < tasks.index("- name: Start the units that are not running")
+
+
+def test_disk_full_names_the_journal_for_services_that_log_there(tmp_path: Path) -> None:
+    """A spec whose service logs to the journal has no logs folder: the disk-full row must name
+    where its output really goes (journald's /var/log/journal), never an empty list."""
+    spec, _ = edited_spec(
+        tmp_path, "journal_api",
+        ("    web: {title: Web, unit: web}\n", "    web: {title: Web, unit: web}\n    host: {title: Host}\n"),
+        ("  scenarios:\n", "  scenarios:\n" + ROW.format(component="host", event="disk_full", extra="")),
+    )
+    (row,) = [sv for sv in build(spec).plan.scenarios["host"] if sv.event == "disk_full"]
+    assert row.action is not None and row.action.params == {"paths": "/var/log/journal"}
