@@ -7,11 +7,11 @@ from . import layout
 from .docmodels import HOST_EVENTS, SERVER_EVENTS
 from .facts import enable_units
 from .hosts import across_hosts
-from .models import Event, Service, Spec
+from .models import Event, Spec
 from .redisconf import LossFact, data_loss
 from .redisplan import DATA_DIR
 from .semantics import AutoAction, auto_action, crash_loop_seconds, max_failed_start_seconds, server_action
-from .views import ComponentView, HealthcheckView, MatrixView, ScenarioView, UnitFacts
+from .views import ComponentView, HealthcheckView, MatrixView, ScenarioView, ServiceView, UnitFacts
 
 __all__ = ["DERIVED_EVENTS", "matrix_rows", "unit_facts"]
 
@@ -64,31 +64,22 @@ JOURNAL_DIR = "/var/log/journal"
 """Where journald stores what services log to the journal (systemd-journald.service(8), persistent)."""
 
 
-def _output_dir(spec: Spec, s: Service) -> str:
-    """Where the service's output is written: the logs folder when it goes to files (as
-    planner._service_view decides), else the journal's folder."""
-    logs = spec.project.logs_dir
-    return logs if logs and s.logs.target == "files" and s.logs.stdout and s.logs.policy else JOURNAL_DIR
-
-
-def _server_action(spec: Spec, event: Event) -> AutoAction:
-    """The auto-action of an event of the whole server, from the units it enables at boot."""
+def _server_action(spec: Spec, services: list[ServiceView], event: Event) -> AutoAction:
+    """The auto-action of an event of the whole server, from the services' views (their After=
+    unit files, where their output goes) and the units the server enables at boot."""
     enabled = [u for u in enable_units(spec) if u.endswith(".service")]  # timers wait for no service
-    after = dict.fromkeys(enabled, list[str]())
-    for s in spec.services.values():
-        deps = [spec.services[d].unit if d in spec.services else spec.external_units[d].unit for d in s.after]
-        after[f"{s.unit}.service"] = [f"{d}.service" for d in deps]
+    after = dict.fromkeys(enabled, list[str]()) | {sv.unit_file: sv.after for sv in services}
     paths = list(dict.fromkeys([
-        *(_output_dir(spec, s) for s in spec.services.values()),
-        *(p for s in spec.services.values() for p in s.hardening.writable_paths),
+        *(spec.project.logs_dir if sv.log_files and spec.project.logs_dir else JOURNAL_DIR for sv in services),
+        *(p for sv in services for p in sv.svc.hardening.writable_paths),
         *([DATA_DIR] if any(e.redis for e in spec.external_units.values()) else []),
     ]))
-    tmpfiles = layout.tmpfiles_path(spec.project.name) if spec.services else None  # as planner._artifacts
+    tmpfiles = layout.tmpfiles_path(spec.project.name) if services else None  # as planner._artifacts
     return server_action(event, after, tmpfiles, paths)
 
 
 def matrix_rows(
-    spec: Spec, units: dict[str, UnitFacts], hcs: dict[str, HealthcheckView]
+    spec: Spec, units: dict[str, UnitFacts], hcs: dict[str, HealthcheckView], services: list[ServiceView]
 ) -> tuple[MatrixView, dict[str, list[ScenarioView]]]:
     """The matrix the docs show and its rows by component (generator/semantics.py derives each
     auto-action). Without ``failure_matrix`` in the spec: rows of :data:`DERIVED_EVENTS` per unit.
@@ -108,7 +99,7 @@ def matrix_rows(
         unit_name = fm.components[sc.component].unit
         action, loss = None, None
         if sc.event in SERVER_EVENTS:
-            action = _server_action(spec, sc.event)
+            action = _server_action(spec, services, sc.event)
         elif unit_name is not None and sc.event is not None:
             facts = units[unit_name]
             action = auto_action(sc.event, facts.restart, facts.stop)

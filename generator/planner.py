@@ -252,7 +252,7 @@ def plan(spec: Spec) -> Plan:
     services = [_service_view(spec, n, s) for n, s in spec.services.items()]
     hcs = {n: _healthcheck_view(spec, n) for n in spec.healthchecks}
     units = unit_facts(spec)
-    matrix, scenarios = matrix_rows(spec, units, hcs)
+    matrix, scenarios = matrix_rows(spec, units, hcs, services)
     p = Plan(spec, services, list(hcs.values()), units, scenarios, matrix)
     p.accounts = sysusers(spec)
     p.state_dirs = _state_dirs(spec)
