@@ -164,6 +164,8 @@ def _healthchecks(spec: Spec) -> Iterator[Found]:
                     yield (*base, "checks", i, "fails_as"), f"exit code {code} is not in exit_codes"
         if hc.every_sec is not None and hc.role != "monitor":
             yield (*base, "every_sec"), "only a 'monitor' healthcheck runs on a timer"
+        if hc.wait_sec and hc.role != "exec_condition":
+            yield (*base, "wait_sec"), "only an 'exec_condition' healthcheck waits (before a start)"
 
 
 def _matrix(spec: Spec) -> Iterator[Found]:

@@ -20,7 +20,12 @@ from .models import Spec
 from .redisplan import DEFAULT_PORT, redis_views
 from .runners import stop_wait
 
-__all__ = ["FactTemplate", "enable_units", "facts_of", "healthcheck_argv", "healthcheck_run", "placeholders"]
+__all__ = ["DEFAULT_START_TIMEOUT_SEC", "FactTemplate", "condition_argv", "condition_start_timeout", "enable_units",
+           "facts_of", "healthcheck_argv", "healthcheck_run", "placeholders"]
+
+DEFAULT_START_TIMEOUT_SEC = 90
+"""systemd's DefaultTimeoutStartSec= (systemd-system.conf(5)), seconds: what a unit without
+TimeoutStartSec= gets for its whole start."""
 
 
 class FactTemplate(string.Template):
@@ -45,6 +50,21 @@ def placeholders(text: str) -> list[str]:
 def healthcheck_argv(spec: Spec, name: str) -> list[str]:
     """The words of the command that runs healthcheck ``name``: the venv's python and the script."""
     return [f"{spec.project.venv}/bin/python", f"{spec.project.repo}/{spec.healthchecks[name].script}"]
+
+
+def condition_argv(spec: Spec, name: str) -> list[str]:
+    """The ExecCondition= words of exec_condition healthcheck ``name``: :func:`healthcheck_argv`,
+    plus ``--wait <wait_sec>`` when it waits (generator/models.py, ``Healthcheck.wait_sec``)."""
+    wait = spec.healthchecks[name].wait_sec
+    return [*healthcheck_argv(spec, name), *(["--wait", str(wait)] if wait else [])]
+
+
+def condition_start_timeout(spec: Spec, name: str) -> int | None:
+    """TimeoutStartSec= (seconds) for a service whose ExecCondition= is healthcheck ``name``: the
+    wait, one more run of the check and systemd's own default start budget after it
+    (DefaultTimeoutStartSec=90s, systemd-system.conf(5)); None when the check does not wait."""
+    hc = spec.healthchecks[name]
+    return hc.wait_sec + hc.timeout_sec + DEFAULT_START_TIMEOUT_SEC if hc.wait_sec else None
 
 
 def healthcheck_run(spec: Spec, name: str) -> list[str]:
@@ -95,7 +115,8 @@ def facts_of(spec: Spec) -> Mapping[str, str]:
     ``redis://${redis.address}:6379/0``
     (`infinity` or e.g. `90s`, in TimeoutStopSec='s notation); per healthcheck
     ``<name>.command`` (the bare command) and ``<name>.run`` (as the service user with the
-    env file, via systemd-run); ``enable_units``, ``env_dir``.
+    env file, via systemd-run), and for an ``exec_condition`` one ``<name>.wait`` (its ``wait_sec``,
+    seconds, e.g. `90`); ``enable_units``, ``env_dir``.
     """
     p = spec.project
     out: dict[str, str] = {
@@ -148,9 +169,11 @@ def facts_of(spec: Spec) -> Mapping[str, str]:
             out[f"{name}.stop_timeout"] = (
                 "infinity" if ext.stop_timeout_sec == "infinity" else f"{seconds(ext.stop_timeout_sec)}s"
             )
-    for name in spec.healthchecks:
+    for name, hc in spec.healthchecks.items():
         out[f"{name}.command"] = " ".join(healthcheck_argv(spec, name))
         out[f"{name}.run"] = " ".join(healthcheck_run(spec, name))
+        if hc.role == "exec_condition":
+            out[f"{name}.wait"] = str(hc.wait_sec)
     return out
 
 

@@ -21,7 +21,8 @@ def unit_facts(spec: Spec) -> dict[str, UnitFacts]:
     the external units (their ``gives_up_after``/``max_start`` from generator/semantics.py)."""
     out = {
         n: UnitFacts(n, s.title, f"{s.unit}.service", s.restart, s.stop, crash_loop_seconds(s.restart),
-                     max_start=max_failed_start_seconds(s.restart))
+                     max_start=max_failed_start_seconds(s.restart),
+                     condition_wait=spec.healthchecks[s.exec_condition].wait_sec if s.exec_condition else 0)
         for n, s in spec.services.items()
     }
     out |= {
@@ -54,7 +55,8 @@ def _derived(spec: Spec, units: dict[str, UnitFacts]) -> tuple[MatrixView, dict[
         if svc and svc.requires:
             events.append("dependency_stopped")
         out[name] = [
-            ScenarioView(None, auto_action(e, facts.restart, facts.stop), None, e, _derived_loss(facts, e))
+            ScenarioView(None, auto_action(e, facts.restart, facts.stop, facts.condition_wait), None, e,
+                         _derived_loss(facts, e))
             for e in events
         ]
     return MatrixView(False, comps, [], []), out
@@ -102,7 +104,7 @@ def matrix_rows(
             action = _server_action(spec, services, sc.event)
         elif unit_name is not None and sc.event is not None:
             facts = units[unit_name]
-            action = auto_action(sc.event, facts.restart, facts.stop)
+            action = auto_action(sc.event, facts.restart, facts.stop, facts.condition_wait)
             loss = _derived_loss(facts, sc.event)
         hc = hcs[sc.healthcheck.check] if sc.healthcheck else None
         out[sc.component].append(ScenarioView(sc, action, hc, sc.event, loss))

@@ -402,6 +402,12 @@ class Healthcheck(_Model):
     """Hard limit of one run, seconds."""
     every_sec: Annotated[int, Field(ge=10, le=86400)] | None = None
     """For `monitor`: run by a systemd timer this often (OnUnitActiveSec=); null for no timer."""
+    wait_sec: Annotated[int, Field(ge=0, le=600)] = 0
+    """For `exec_condition`: how long a start waits for the check to pass, seconds (0: one try).
+    The unit runs the script with ``--wait <wait_sec>``: the script retries while its answer is
+    "skip" (e.g. a Redis on a host still booting) and gives that answer after ``wait_sec``;
+    TimeoutStartSec= is raised to cover it (systemd.service(5): the start timeout spans
+    ExecCondition=)."""
     not_checked: list[NotChecked] = []
     hardening: Hardening = Hardening()
     """Sandboxing of the timer's oneshot unit (role `monitor` with every_sec)."""

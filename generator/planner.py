@@ -14,7 +14,7 @@ from typing import Any
 from . import layout
 from .accounts import SysUsers, rotation_identity, service_identity, sysusers
 from .alerts import report_template
-from .facts import enable_units, healthcheck_argv, healthcheck_run
+from .facts import condition_argv, condition_start_timeout, enable_units, healthcheck_argv, healthcheck_run
 from .hardening import hardening_for
 from .limits import limits_for
 from .matrixplan import matrix_rows, unit_facts
@@ -106,7 +106,7 @@ def _healthcheck_view(spec: Spec, name: str) -> HealthcheckView:
 def _service_view(spec: Spec, name: str, svc: Service) -> ServiceView:
     logs, to = spec.project.logs_dir, svc.logs
     files = to.target == "files" and logs is not None and to.stdout is not None and to.policy is not None
-    cond = _healthcheck_view(spec, svc.exec_condition).command if svc.exec_condition else None
+    cond = condition_argv(spec, svc.exec_condition) if svc.exec_condition else None
     online = ["network-online.target"] if svc.network_online else []
     log_config = layout.log_config_path(svc.unit) if takes_log_config(svc.runner) else None
     return ServiceView(
@@ -116,6 +116,7 @@ def _service_view(spec: Spec, name: str, svc: Service) -> ServiceView:
         identity=service_identity(spec, name),
         exec_start=exec_start(svc.runner, spec.project.venv, log_config),
         exec_condition=cond,
+        start_timeout=condition_start_timeout(spec, svc.exec_condition) if svc.exec_condition else None,
         after=[*online, *(_unit_file(spec, d) for d in svc.after)],
         wants=[*online, *(_unit_file(spec, d) for d in svc.wants)],
         requires=[_unit_file(spec, d) for d in svc.requires],

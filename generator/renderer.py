@@ -112,7 +112,8 @@ def _shared_context(p: Plan, templates_dir: Path) -> dict[str, Any]:
         "env_dir": str(PurePosixPath(p.spec.project.env_file).parent),
         "condition_outcome": condition_outcome,
         "condition_action": lambda code, svc: auto_action(
-            "condition_error" if condition_outcome(code) == "fail" else "condition_skip", svc.restart, svc.stop
+            "condition_error" if condition_outcome(code) == "fail" else "condition_skip", svc.restart, svc.stop,
+            p.spec.healthchecks[svc.exec_condition].wait_sec if svc.exec_condition else 0,
         ),
         "preset": PRESET,
         "target_label": target_label(p.spec),

@@ -133,11 +133,12 @@ def _limit_params(restart: Restart) -> dict[str, object]:
     }
 
 
-def auto_action(event: Event, restart: Restart, stop: Stop | None = None) -> AutoAction:
+def auto_action(event: Event, restart: Restart, stop: Stop | None = None, condition_wait: int = 0) -> AutoAction:
     """Derive what systemd does after ``event`` for a unit with ``restart`` and ``stop``.
 
     Inputs: the event, the unit's Restart settings, its Stop settings (needed for the
-    manual events; ``None`` for units whose stop settings are not modelled). Output: an
+    manual events; ``None`` for units whose stop settings are not modelled), and how long its
+    ExecCondition= check retries a "skip" (seconds, ``Healthcheck.wait_sec``). Output: an
     :class:`AutoAction`. Raises nothing.
     """
     params = _limit_params(restart)
@@ -150,7 +151,8 @@ def auto_action(event: Event, restart: Restart, stop: Stop | None = None) -> Aut
     if event == "manual_restart":
         return AutoAction("stop_start", params)
     if event == "condition_skip":
-        return AutoAction("skip", params)
+        return AutoAction("skip_after_wait", params | {"wait": condition_wait}) if condition_wait else \
+            AutoAction("skip", params)
     if event == "dependency_stopped":
         return AutoAction("stopped_with_dependency", params)
     if event in ("host_down", "partition"):

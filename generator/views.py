@@ -43,6 +43,8 @@ class ServiceView:
     """LimitNOFILE=, TasksMax=, MemoryMax=, OOMScoreAdjust= lines (generator/limits.py)."""
     log_config: str | None = None
     """Server path of its uvicorn logging config (generator/logconfig.py); None for other runners."""
+    start_timeout: int | None = None
+    """TimeoutStartSec= (seconds) when its ExecCondition= check waits; None: systemd's default."""
 
     @property
     def log_files(self) -> list[str]:
@@ -111,3 +113,5 @@ class UnitFacts:
     external: ExternalUnit | None = None
     max_start: float | None = None
     """Seconds one failed start may take for a crash loop to still hit the start limit."""
+    condition_wait: int = 0
+    """Seconds its ExecCondition= check retries a "skip" before the start is skipped."""

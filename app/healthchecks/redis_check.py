@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Redis precheck for the worker unit's ``ExecCondition=``.
 
-Run by path: ``<venv>/bin/python <repo>/app/healthchecks/redis_check.py``.
+Run by path: ``<venv>/bin/python <repo>/app/healthchecks/redis_check.py [--wait SECONDS]``.
 Reads ``ZACHOT_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``), sends one
 PING, prints one line (its time first, ISO 8601) and exits with (systemd.service(5), ExecCondition=):
 
@@ -13,6 +13,11 @@ PING, prints one line (its time first, ISO 8601) and exits with (systemd.service
 * :data:`EXIT_BROKEN` (255): the check itself is broken (unparsable
   ``ZACHOT_REDIS_URL``, wrong credentials, ``redis`` not importable, any
   unexpected exception) -- systemd marks the unit failed.
+
+``--wait SECONDS`` (zachot-gen passes the healthcheck's ``wait_sec``): while the answer is
+"skip" (Redis not up yet -- e.g. its host still booting), PING again every
+:data:`RETRY_EVERY_SECONDS` until SECONDS have passed, then give that answer. It prints one
+line when it starts waiting and one with the final answer. A broken check (255) never waits.
 
 Imports only the standard library at module level (``redis`` is imported
 inside :func:`check`), so a broken environment still yields 255, not the
@@ -39,6 +44,8 @@ READ_TIMEOUT_SECONDS = 2.0
 TOTAL_TIMEOUT_SECONDS = 5.0
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+#: Pause between two PINGs while ``--wait`` lasts, seconds.
+RETRY_EVERY_SECONDS = 2.0
 
 
 class _Deadline(BaseException):
@@ -119,22 +126,61 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
     raise _Deadline()
 
 
-def main() -> int:
-    """Run the check with a hard deadline, print one line, return the exit code (int)."""
-    url = os.environ.get("ZACHOT_REDIS_URL", "").strip() or DEFAULT_REDIS_URL
+def _stamp(line: str) -> None:
+    # The line lands in the service's log file (systemd's append:, no journald time): it carries its own.
+    print(time.strftime("%Y-%m-%dT%H:%M:%S%z"), line, flush=True)
+
+
+def check_once(url: str) -> tuple[int, str]:
+    """:func:`check` under a hard deadline of :data:`TOTAL_TIMEOUT_SECONDS` (SIGALRM); a deadline
+    passed counts as unreachable (EXIT_SKIP). Returns ``(exit_code, line)``; never raises."""
     try:
         signal.signal(signal.SIGALRM, _on_alarm)
         signal.setitimer(signal.ITIMER_REAL, TOTAL_TIMEOUT_SECONDS)
         try:
-            code, line = check(url)
+            return check(url)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
     except _Deadline:
-        code, line = EXIT_SKIP, f"SKIP redis: {redact_url(url)} no answer within {TOTAL_TIMEOUT_SECONDS:g} s"
+        return EXIT_SKIP, f"SKIP redis: {redact_url(url)} no answer within {TOTAL_TIMEOUT_SECONDS:g} s"
     except BaseException as exc:  # noqa: BLE001 - anything else means the check is broken
-        code, line = EXIT_BROKEN, f"BROKEN redis_check: unexpected {type(exc).__name__}: {exc}"
-    # The line lands in the service's log file (systemd's append:, no journald time): it carries its own.
-    print(time.strftime("%Y-%m-%dT%H:%M:%S%z"), line, flush=True)
+        return EXIT_BROKEN, f"BROKEN redis_check: unexpected {type(exc).__name__}: {exc}"
+
+
+def _wait_seconds(argv: list[str]) -> float | None:
+    """The ``--wait SECONDS`` of ``argv`` (0 without it), or None when ``argv`` is malformed."""
+    if not argv:
+        return 0.0
+    if len(argv) != 2 or argv[0] != "--wait":
+        return None
+    try:
+        wait = float(argv[1])
+    except ValueError:
+        return None
+    return wait if 0 <= wait <= 3600 else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the check (retrying a "skip" for up to ``--wait`` seconds), print its lines, return the
+    exit code (int). ``argv``: the arguments after the script (default ``sys.argv[1:]``)."""
+    url = os.environ.get("ZACHOT_REDIS_URL", "").strip() or DEFAULT_REDIS_URL
+    wait = _wait_seconds(sys.argv[1:] if argv is None else argv)
+    if wait is None:
+        _stamp("BROKEN redis_check: usage: redis_check.py [--wait SECONDS] (0..3600)")
+        return EXIT_BROKEN
+    started = time.monotonic()
+    deadline = started + wait
+    code, line = check_once(url)
+    tries = 1
+    if code == EXIT_SKIP and wait > 0:
+        _stamp(f"WAIT redis: up to {wait:g} s, PING every {RETRY_EVERY_SECONDS:g} s; first answer: {line}")
+    while code == EXIT_SKIP and (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(RETRY_EVERY_SECONDS, left))  # the last try falls on the deadline
+        code, line = check_once(url)
+        tries += 1
+    if tries > 1:
+        line += f" (after {tries} tries in {time.monotonic() - started:.0f} s)"
+    _stamp(line)
     return code
 
 

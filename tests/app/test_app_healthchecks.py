@@ -131,6 +131,42 @@ def test_redis_check_skips_when_redis_down(redis_server: RedisServer) -> None:
     assert elapsed < 5
 
 
+def test_redis_check_waits_for_a_redis_that_comes_up(redis_server: RedisServer) -> None:
+    """--wait: a Redis that answers within the wait (its host still booting) lets the start go on."""
+    redis_server.kill()
+    proc = subprocess.Popen([PYTHON, str(REDIS_CHECK), "--wait", "20"], env=clean_env(ZACHOT_REDIS_URL=redis_server.url),
+                            stdout=subprocess.PIPE, text=True)
+    time.sleep(3)
+    assert proc.poll() is None, "the check gave up before its wait was over"
+    redis_server.start()
+    out, _ = proc.communicate(timeout=30)
+    lines = untimed(out.splitlines())
+    assert proc.returncode == redis_check.EXIT_OK, lines
+    assert lines[0].startswith("WAIT redis: up to 20 s") and "unreachable" in lines[0], lines
+    assert lines[-1].startswith("OK redis:") and re.search(r"after \d+ tries in \d+ s", lines[-1]), lines
+
+
+def test_redis_check_skips_when_redis_stays_down_for_the_whole_wait(redis_server: RedisServer) -> None:
+    redis_server.kill()
+    code, lines, elapsed = run(REDIS_CHECK, clean_env(ZACHOT_REDIS_URL=redis_server.url), "--wait", "4")
+    lines = untimed(lines)
+    assert code == redis_check.EXIT_SKIP, lines
+    assert len(lines) == 2 and lines[0].startswith("WAIT redis") and lines[1].startswith("SKIP redis:"), lines
+    assert 3 <= elapsed < 4 + redis_check.TOTAL_TIMEOUT_SECONDS + 1
+
+
+@pytest.mark.parametrize("args", [("--wait",), ("--wait", "soon"), ("--wait", "-1"), ("--wait", "nan"), ("-w", "5")])
+def test_redis_check_with_bad_arguments_is_broken_not_skip(redis_server: RedisServer, args: tuple[str, ...]) -> None:
+    code, lines, _ = run(REDIS_CHECK, clean_env(ZACHOT_REDIS_URL=redis_server.url), *args)
+    assert code == redis_check.EXIT_BROKEN and "usage" in untimed(lines)[0], lines
+
+
+def test_redis_check_never_waits_when_the_check_itself_is_broken() -> None:
+    code, lines, elapsed = run(REDIS_CHECK, clean_env(ZACHOT_REDIS_URL="bogus://nowhere"), "--wait", "60")
+    assert code == redis_check.EXIT_BROKEN and len(lines) == 1, lines
+    assert elapsed < 5
+
+
 def test_redis_check_skips_on_timeout(silent_server: SilentServer) -> None:
     code, lines, elapsed = run(REDIS_CHECK, clean_env(ZACHOT_REDIS_URL=silent_server.url))
     lines = untimed(lines)
@@ -194,5 +230,5 @@ def test_redis_check_overall_deadline_counts_as_skip(silent_server: SilentServer
     monkeypatch.setenv("ZACHOT_REDIS_URL", silent_server.url)
     monkeypatch.setattr(redis_check, "TOTAL_TIMEOUT_SECONDS", 0.3)  # below the 2 s socket timeouts
     t0 = time.monotonic()
-    assert redis_check.main() == redis_check.EXIT_SKIP
+    assert redis_check.main([]) == redis_check.EXIT_SKIP
     assert time.monotonic() - t0 < 1.5

@@ -191,8 +191,23 @@ def test_redis_host_down_and_back(fleet: Delivery, fd: Drill, production: Tree) 
     code = ts.wait_for(lambda: (c := _hc(fl.server(workers[0]), f"{monitor.timer_unit}.service")) == 2 and c,
                        60, "worker healthcheck DOWN")
     fd.check(f"worker healthcheck on {workers[0]}", 2, code)
+    # A worker host that boots while Redis is still off (a fleet restart): its precheck waits for Redis.
+    late = fl.server(workers[0])
+    unit = Facts(production.builds[f"{ENV}/{workers[0]}"]).service("worker").unit_file
+    fl.fleet.power_cut(workers[0])
+    _power_back(fl, workers[0])
+    ts.wait_for(lambda: late.active_state(unit) == "activating", 60, f"{unit} starting on {workers[0]}")
+    during = f"{late.active_state(unit)} ({late.prop(unit, 'SubState')})"
+    fd.check(f"{unit} on {workers[0]} booted before Redis", "activating (condition)", during,
+             during == "activating (condition)")
     t0 = time.monotonic()
     _power_back(fl, redis_host)
+    ts.wait_for(lambda: late.active_state(unit) != "activating", 120, f"{unit} on {workers[0]} to finish starting")
+    waited = late.run(["grep", "-c", "WAIT redis", Facts(production.builds[f"{ENV}/{workers[0]}"])
+                       .service("worker").stdout_path], check=False).stdout.strip()
+    fd.check(f"{unit} on {workers[0]} after Redis is back", "active, no human, precheck waited",
+             f"{late.active_state(unit)}, NRestarts {late.prop(unit, 'NRestarts')}, WAIT lines {waited}",
+             late.active_state(unit) == "active" and waited not in ("", "0"))
     ts.wait_for(lambda: api.http.get("/readyz").status_code == 200, 120, "/readyz 200 after Redis is back")
     ready_after = time.monotonic() - t0
     after = ts.wait_for(lambda: _submit(api), 30, "POST /jobs accepted")
