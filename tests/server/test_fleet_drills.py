@@ -14,6 +14,7 @@ How failures are injected (:mod:`fleet`):
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -122,6 +123,14 @@ def _boot_again(fd: Drill, fl: Delivery, host: str, unit: str, ready: Callable[[
     fd.note(f"{host} booted again in {back:.1f} s; {unit} back by itself (enabled units start at boot)")
 
 
+def _unit_state(srv: ts.Server, unit: str) -> str:
+    """What a unit is doing, for a drill's time-out message: its states, the queued jobs and its journal."""
+    st = srv.show(unit, "ActiveState", "SubState", "Result")
+    jobs = srv.systemctl("list-jobs", check=False).stdout.strip()
+    journal = srv.run(["journalctl", "-b", "-n", "15", "--no-pager", "-u", unit], check=False).stdout
+    return f"{unit}: {st}; jobs: {jobs}; journal: {journal}"
+
+
 def _power_back(fl: Delivery, host: str) -> float:
     srv = fl.server(host)
     t0 = time.monotonic()
@@ -195,14 +204,18 @@ def test_redis_host_down_and_back(fleet: Delivery, fd: Drill, production: Tree) 
     late = fl.server(workers[0])
     unit = Facts(production.builds[f"{ENV}/{workers[0]}"]).service("worker").unit_file
     fl.fleet.power_cut(workers[0])
-    _power_back(fl, workers[0])
-    ts.wait_for(lambda: late.active_state(unit) == "activating", 60, f"{unit} starting on {workers[0]}")
+    # Its boot is not over until the worker's start is (multi-user.target orders after it), so
+    # power it on in the background, as a fleet comes back: every host at once.
+    booting = threading.Thread(target=_power_back, args=(fl, workers[0]), daemon=True)
+    booting.start()
+    ts.wait_for(lambda: late.active_state(unit) == "activating", 90, lambda: _unit_state(late, unit))
     during = f"{late.active_state(unit)} ({late.prop(unit, 'SubState')})"
     fd.check(f"{unit} on {workers[0]} booted before Redis", "activating (condition)", during,
              during == "activating (condition)")
     t0 = time.monotonic()
     _power_back(fl, redis_host)
-    ts.wait_for(lambda: late.active_state(unit) != "activating", 120, f"{unit} on {workers[0]} to finish starting")
+    ts.wait_for(lambda: late.active_state(unit) != "activating", 120, lambda: _unit_state(late, unit))
+    booting.join(60)
     waited = late.run(["grep", "-c", "WAIT redis", Facts(production.builds[f"{ENV}/{workers[0]}"])
                        .service("worker").stdout_path], check=False).stdout.strip()
     fd.check(f"{unit} on {workers[0]} after Redis is back", "active, no human, precheck waited",
