@@ -202,7 +202,14 @@ def test_redis_host_down_and_back(fleet: Delivery, fd: Drill, production: Tree) 
     fd.check(f"worker healthcheck on {workers[0]}", 2, code)
     # A worker host that boots while Redis is still off (a fleet restart): its precheck waits for Redis.
     late = fl.server(workers[0])
-    unit = Facts(production.builds[f"{ENV}/{workers[0]}"]).service("worker").unit_file
+    worker = Facts(production.builds[f"{ENV}/{workers[0]}"]).service("worker")
+    unit = worker.unit_file
+
+    def wait_lines() -> int:
+        out = late.run(["grep", "-c", "WAIT redis", worker.stdout_path], check=False).stdout.strip()
+        return int(out or 0)
+
+    waited_before = wait_lines()
     fl.fleet.power_cut(workers[0])
     # Its boot is not over until the worker's start is (multi-user.target orders after it), so
     # power it on in the background, as a fleet comes back: every host at once.
@@ -212,15 +219,17 @@ def test_redis_host_down_and_back(fleet: Delivery, fd: Drill, production: Tree) 
     during = f"{late.active_state(unit)} ({late.prop(unit, 'SubState')})"
     fd.check(f"{unit} on {workers[0]} booted before Redis", "activating (condition)", during,
              during == "activating (condition)")
+    # Power Redis on only once the precheck is in its wait loop: its first PING to a host that is
+    # off can still be pending (ARP, SYN retries) and would succeed without ever waiting.
+    ts.wait_for(lambda: wait_lines() > waited_before, 60, "the precheck's WAIT line", interval=0.5)
     t0 = time.monotonic()
     _power_back(fl, redis_host)
     ts.wait_for(lambda: late.active_state(unit) != "activating", 120, lambda: _unit_state(late, unit))
     booting.join(60)
-    waited = late.run(["grep", "-c", "WAIT redis", Facts(production.builds[f"{ENV}/{workers[0]}"])
-                       .service("worker").stdout_path], check=False).stdout.strip()
+    waited = wait_lines() - waited_before
     fd.check(f"{unit} on {workers[0]} after Redis is back", "active, no human, precheck waited",
              f"{late.active_state(unit)}, NRestarts {late.prop(unit, 'NRestarts')}, WAIT lines {waited}",
-             late.active_state(unit) == "active" and waited not in ("", "0"))
+             late.active_state(unit) == "active" and waited == 1)
     ts.wait_for(lambda: api.http.get("/readyz").status_code == 200, 120, "/readyz 200 after Redis is back")
     ready_after = time.monotonic() - t0
     after = ts.wait_for(lambda: _submit(api), 30, "POST /jobs accepted")
