@@ -33,12 +33,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
-from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from app.bodylimit import MAX_BODY_BYTES, BodyLimitMiddleware
-from app.broker import CONNECT_TIMEOUT_SECONDS, build_broker
+from app.broker import build_broker, make_async_client
 from app.progress import JOB_ID_RE, CorruptJob, JobStore, job_key, job_status_from_hash
 from app.settings import (
     MAX_JOB_SECONDS,
@@ -51,6 +49,7 @@ from app.settings import (
     load_settings,
 )
 from app.sse import POLL_SECONDS, BadLastEventId, job_events, parse_last_event_id
+from app.stream_hub import BLOCK_SECONDS, EventHub
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +66,7 @@ MAX_ECHO_CHARS = 200
 class _State:
     settings: Settings
     aredis: aioredis.Redis
+    hub: EventHub
     broker: Any
     store: JobStore
     shutdown: asyncio.Event
@@ -103,21 +103,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             (uvicorn then exits instead of serving).
     """
     settings = load_settings()
-    aredis = aioredis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        socket_timeout=POLL_SECONDS + 4.0,
-        retry=AsyncRetry(NoBackoff(), retries=1),
-    )
+    aredis = make_async_client(settings.redis_url, socket_timeout=POLL_SECONDS + 4.0)
+    hub = EventHub(make_async_client(settings.redis_url, socket_timeout=BLOCK_SECONDS + 4.0,
+                                     single_connection=True), aredis)
     broker = build_broker(settings, "api")
-    state = _State(settings, aredis, broker, JobStore(broker.client, settings.job_ttl_seconds), asyncio.Event())
+    state = _State(settings, aredis, hub, broker, JobStore(broker.client, settings.job_ttl_seconds),
+                   asyncio.Event())
     _hook_shutdown_signals(state.shutdown)
     app.state.zachot = state
+    hub.start()
     try:
         yield
     finally:
         state.shutdown.set()
+        await hub.close()
         await aredis.aclose()
         broker.close()
         broker.client.close()
@@ -360,7 +359,7 @@ async def job_events_sse(
     if after > last:
         return _error(400, "bad_last_event_id", f"Last-Event-ID {after} is after the job's last event {last}")
     return StreamingResponse(
-        job_events(st.aredis, job_id, after, st.settings.sse_keepalive_seconds, st.shutdown),
+        job_events(st.hub, st.aredis, job_id, after, st.settings.sse_keepalive_seconds, st.shutdown),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -23,9 +23,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
+import redis.asyncio as aioredis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Middleware
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 
 from app.settings import DRAMATIQ_NAMESPACE, Settings
@@ -64,6 +66,40 @@ def make_redis_client(url: str, *, socket_timeout: float = SOCKET_TIMEOUT_SECOND
         **keepalive,
         retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.1), retries=2),
     )
+
+
+#: Most Redis connections the API's async pool opens; a request finding none free waits.
+ASYNC_POOL_CONNECTIONS = 32
+#: How long (seconds) a request waits for a free pooled connection before a 503.
+ASYNC_POOL_WAIT_SECONDS = 5.0
+
+
+def make_async_client(url: str, *, socket_timeout: float, single_connection: bool = False) -> aioredis.Redis:
+    """Create the API's redis.asyncio client: a bounded pool, or one connection.
+
+    Args:
+        url: as for :func:`make_redis_client`.
+        socket_timeout: read/write timeout in seconds (above any BLOCK the client issues).
+        single_connection: one dedicated connection (the SSE reader's blocking XREAD) instead
+            of a ``BlockingConnectionPool`` of :data:`ASYNC_POOL_CONNECTIONS`, where a request
+            that finds every connection busy waits up to :data:`ASYNC_POOL_WAIT_SECONDS` and then
+            gets ``redis.ConnectionError`` (the API answers 503).
+
+    Returns:
+        A lazily-connecting client with ``decode_responses=True`` and one retry.
+
+    Raises:
+        ValueError: the URL cannot be parsed.
+    """
+    options: dict[str, Any] = {
+        "decode_responses": True, "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "socket_timeout": socket_timeout, "retry": AsyncRetry(NoBackoff(), retries=1),
+    }
+    if single_connection:
+        return aioredis.Redis.from_url(url, single_connection_client=True, **options)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=ASYNC_POOL_CONNECTIONS, timeout=ASYNC_POOL_WAIT_SECONDS, **options)
+    return aioredis.Redis.from_pool(pool)
 
 
 def broker_id(role: str) -> str:

@@ -24,12 +24,13 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from app.progress import TERMINAL_STATUSES, events_key, job_key
+from app.stream_hub import EventHub
 
 log = logging.getLogger(__name__)
 
 #: Sent once at the start of every stream: the client's reconnect delay (ms).
 RETRY_MS = 3000
-#: Longest single blocking XREAD (seconds); bounds how late a shutdown is noticed.
+#: Longest wait for the next event (seconds); bounds how late a shutdown is noticed.
 POLL_SECONDS = 1.0
 KEEPALIVE = ": keep-alive\n\n"
 
@@ -70,6 +71,7 @@ def format_event(seq: int, event: str, data: str) -> str:
 
 
 async def job_events(
+    hub: EventHub,
     client: aioredis.Redis,
     job_id: str,
     after: int,
@@ -79,13 +81,14 @@ async def job_events(
     """Yield SSE chunks for job ``job_id`` after event ``after`` until its final event.
 
     Args:
-        client: redis.asyncio client with ``decode_responses=True`` and a socket
-            timeout above :data:`POLL_SECONDS`.
+        hub: the process's :class:`app.stream_hub.EventHub` (one Redis reader for all streams).
+        client: redis.asyncio client with ``decode_responses=True`` (the pool): the job hash is
+            read once per keep-alive period while the stream is idle.
         job_id: an existing job's id.
         after: last event seq the client already has (0 = none).
         keepalive_seconds: idle seconds before a ``: keep-alive`` comment.
-        shutdown: when set (server stopping), the stream ends without a final
-            event so the client reconnects (with Last-Event-ID) elsewhere/later.
+        shutdown: when set (server stopping), the stream ends within :data:`POLL_SECONDS`
+            without a final event so the client reconnects (with Last-Event-ID) elsewhere/later.
 
     Yields:
         ``retry:`` line first, then events and keep-alive comments. The stream
@@ -93,20 +96,26 @@ async def job_events(
         shutdown, or when Redis fails (logged; the client reconnects).
     """
     yield f"retry: {RETRY_MS}\n\n"
-    stream, last, last_sent = events_key(job_id), after, time.monotonic()
+    sub = await hub.subscribe(events_key(job_id), after)
+    last, last_sent = after, time.monotonic()
     try:
         while not shutdown.is_set():
-            resp = await client.xread({stream: f"0-{last}"}, count=100, block=int(POLL_SECONDS * 1000))
-            if resp:
-                for _name, entries in resp:
-                    for entry_id, fields in entries:
-                        seq = int(entry_id.split("-", 1)[1])
-                        event = fields.get("event", "progress")
-                        yield format_event(seq, event, fields.get("data", "{}"))
-                        last, last_sent = seq, time.monotonic()
-                        if event in TERMINAL_STATUSES:
-                            return
+            try:
+                item = await asyncio.wait_for(sub.queue.get(), POLL_SECONDS)
+            except TimeoutError:
+                item = None
+            if isinstance(item, RedisError):
+                raise item
+            if item is not None:
+                seq, event, data = item
+                yield format_event(seq, event, data)
+                last, last_sent = seq, time.monotonic()
+                if event in TERMINAL_STATUSES:
+                    return
                 continue
+            if time.monotonic() - last_sent < keepalive_seconds:
+                continue
+            # Idle for a keep-alive period: has the job expired, or ended without a final event?
             status, last_seq = await cast("Awaitable[list[str | None]]",
                                           client.hmget(job_key(job_id), ["status", "last_seq"]))
             if status is None:
@@ -114,8 +123,9 @@ async def job_events(
                 return
             if status in TERMINAL_STATUSES and int(last_seq or 0) <= last:
                 return
-            if time.monotonic() - last_sent >= keepalive_seconds:
-                yield KEEPALIVE
-                last_sent = time.monotonic()
+            yield KEEPALIVE
+            last_sent = time.monotonic()
     except RedisError as exc:
-        log.warning("SSE for job %s: Redis error %s; closing stream (client will reconnect)", job_id, exc)
+        log.info("SSE for job %s: Redis error %s; closing stream (client will reconnect)", job_id, exc)
+    finally:
+        hub.unsubscribe(sub)

@@ -2,15 +2,15 @@
 
 systemd's defaults fit no server: the soft ``LimitNOFILE=`` is 1024 (systemd.exec(5), "Process
 Properties": "the soft limit defaults to 1024"), and an API holding one client socket and one
-Redis connection per open SSE stream runs out of descriptors at ~500 streams ("Too many open
-files"; the unit stays active while new clients fail). So every runner whose connections are
+backend connection (Redis, a database) per open request or stream runs out of descriptors at
+~500 streams ("Too many open files"; the unit stays active while new clients fail). So every runner whose connections are
 known gets a derived limit with headroom, the spec may set its own, and a spec value below what
 the runner's own settings need is refused at its line.
 
 Directives (systemd.exec(5) "Process Properties", systemd.resource-control(5)):
 
 - ``LimitNOFILE=`` (``limits.open_files``): per process. Need: 2 descriptors per connection
-  (the client's socket and a Redis connection) plus :data:`RUNTIME_FILES`; derived: 2 per
+  (the client's socket and, for an app that opens one per request, a backend connection) plus :data:`RUNTIME_FILES`; derived: 2 per
   connection plus :data:`BASE_FILES`. Connections per process come from the runner: uvicorn's
   ``--limit-concurrency`` (above it uvicorn answers 503 instead of failing on a descriptor),
   gunicorn's threads (sync, gthread) or ``--worker-connections`` (its default 1000, other worker
@@ -185,7 +185,7 @@ def limit_problems(limits: Limits, runner: RunnerModel) -> Iterator[tuple[tuple[
         elif limits.open_files < 2 * n + RUNTIME_FILES:
             yield ("limits", "open_files"), (
                 f"LimitNOFILE={limits.open_files} cannot hold {n} connections ({why}), each a client socket and a "
-                f"Redis connection: at least {2 * n + RUNTIME_FILES}"
+                f"backend connection: at least {2 * n + RUNTIME_FILES}"
             )
     need = tasks_needed(runner)
     if limits.tasks is not None and need is not None and limits.tasks < need[0]:
