@@ -36,8 +36,8 @@ from pydantic_core import PydanticCustomError
 from redis.exceptions import RedisError
 
 from app.bodylimit import MAX_BODY_BYTES, BodyLimitMiddleware
-from app.broker import build_broker, make_async_client
-from app.progress import JOB_ID_RE, CorruptJob, JobStore, job_key, job_status_from_hash
+from app.broker import AsyncEnqueuer, build_broker, make_async_client
+from app.progress import JOB_ID_RE, CorruptJob, JobStore, job_key, job_status_from_hash, new_job_fields
 from app.settings import (
     MAX_JOB_SECONDS,
     MAX_STEP_SECONDS,
@@ -70,6 +70,7 @@ class _State:
     broker: Any
     store: JobStore
     shutdown: asyncio.Event
+    enqueuer: AsyncEnqueuer
 
 
 def _hook_shutdown_signals(shutdown: asyncio.Event) -> None:
@@ -108,7 +109,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                                      single_connection=True), aredis)
     broker = build_broker(settings, "api")
     state = _State(settings, aredis, hub, broker, JobStore(broker.client, settings.job_ttl_seconds),
-                   asyncio.Event())
+                   asyncio.Event(), AsyncEnqueuer(broker, aredis))
     _hook_shutdown_signals(state.shutdown)
     app.state.zachot = state
     hub.start()
@@ -268,8 +269,11 @@ class JobCreated(BaseModel):
 
 
 @app.post("/jobs", status_code=202, response_model=JobCreated)
-def create_job(body: JobRequest, request: Request) -> JSONResponse:
+async def create_job(body: JobRequest, request: Request) -> JSONResponse:
     """Create a job and enqueue it on dramatiq queue ``default``.
+
+    Both writes run on the event loop (redis.asyncio): the job hash (one MULTI/EXEC round trip),
+    then the message (:class:`app.broker.AsyncEnqueuer`, dramatiq's own enqueue script).
 
     Returns:
         202 ``{"id", "status": "queued", "events_url", "status_url"}`` with a
@@ -280,16 +284,20 @@ def create_job(body: JobRequest, request: Request) -> JSONResponse:
     """
     st = _state(request)
     job_id = uuid.uuid4().hex
-    st.store.create(job_id, body.steps, body.step_seconds)
+    key = job_key(job_id)
+    async with st.aredis.pipeline(transaction=True) as pipe:
+        pipe.hset(key, mapping=new_job_fields(job_id, body.steps, body.step_seconds))
+        pipe.expire(key, st.settings.job_ttl_seconds)
+        await pipe.execute()
     message: dramatiq.Message[Any] = dramatiq.Message(
         queue_name=QUEUE_NAME, actor_name=RUN_JOB_ACTOR, args=(),
         kwargs={"job_id": job_id, "steps": body.steps, "step_seconds": body.step_seconds}, options={},
     )
     try:
-        st.broker.enqueue(message)
+        await st.enqueuer.enqueue(message)
     except RedisError:
         try:
-            st.store.fail(job_id, "could not enqueue the job (Redis unavailable)")
+            await asyncio.to_thread(st.store.fail, job_id, "could not enqueue the job (Redis unavailable)")
         except RedisError:
             pass
         raise

@@ -14,6 +14,7 @@ dramatiq facts this module relies on (checked in dramatiq 2.2.1's source):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -22,9 +23,11 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
+import dramatiq
 import redis
 import redis.asyncio as aioredis
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import current_millis
 from dramatiq.middleware import Middleware
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
@@ -159,6 +162,52 @@ def build_broker(settings: Settings, role: str) -> RedisBroker:
     broker.broker_id = broker_id(role)
     broker.add_middleware(GracefulStop())
     return broker
+
+
+class AsyncEnqueuer:
+    """``broker.enqueue(message)`` issued on redis.asyncio, so the API's event loop enqueues without
+    a thread per request.
+
+    It runs the broker's own Lua script (``broker.scripts["dispatch"]``, dramatiq's
+    ``brokers/redis/dispatch.lua``) with the arguments ``RedisBroker._dispatch("enqueue")`` passes,
+    the same message copy (a fresh ``redis_message_id``) and the same ``before_enqueue`` /
+    ``after_enqueue`` middleware hooks as ``RedisBroker.enqueue`` (dramatiq 2.x, read in 2.2.1's
+    source). That argument list is dramatiq's private convention: with any other major version,
+    or a broker without it, :attr:`native` is False and :meth:`enqueue` runs ``broker.enqueue`` in
+    a worker thread instead. ``tests/app/test_app_enqueue.py`` compares what both ways store.
+
+    Args:
+        broker: the API's broker from :func:`build_broker`.
+        client: a redis.asyncio client for the same Redis (the API's pool).
+    """
+
+    def __init__(self, broker: RedisBroker, client: aioredis.Redis) -> None:
+        self.broker = broker
+        self.native = (dramatiq.__version__.split(".")[0] == "2"
+                       and all(hasattr(broker, a) for a in ("scripts", "_should_do_maintenance", "_max_unpack_size")))
+        self._script = client.register_script(broker.scripts["dispatch"].script) if self.native else None
+        self._unpack: int | None = None
+
+    async def enqueue(self, message: dramatiq.Message[Any]) -> None:
+        """Put ``message`` on its queue, as ``broker.enqueue(message)`` does (no delay).
+
+        Raises:
+            redis.RedisError: Redis is unreachable or refused the write.
+        """
+        if self._script is None:
+            await asyncio.to_thread(self.broker.enqueue, message)
+            return
+        b = self.broker
+        if self._unpack is None:  # dramatiq asks Redis once per process, then caches it
+            self._unpack = int(await asyncio.to_thread(b._max_unpack_size))
+        message = message.copy(options={"redis_message_id": str(uuid.uuid4())})
+        b.emit_before("enqueue", message, None)
+        await self._script(keys=[b.namespace], args=[
+            "enqueue", current_millis(), message.queue_name, b.broker_id, b.heartbeat_timeout,
+            b.dead_message_ttl, b._should_do_maintenance("enqueue"), self._unpack,
+            message.options["redis_message_id"], message.encode(),
+        ])
+        b.emit_after("enqueue", message, None)
 
 
 def graceful_stop_of(broker: RedisBroker) -> GracefulStop:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.app_load import app_table, run_app
 from bench.synth import write_spec
 
 __all__ = ["Figure", "main", "measure"]
@@ -183,6 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="10 services, one run each: shows that it runs (CI)")
     ap.add_argument("--sizes", default="10,100,1000", help="services per synthetic spec, comma-separated")
     ap.add_argument("--repeat", type=int, default=5, help="runs per figure (the median is shown)")
+    ap.add_argument("--posts", type=int, default=3000, help="POST /jobs requests for the enqueue rate")
+    ap.add_argument("--streams", type=int, default=5000, help="concurrent SSE streams")
+    ap.add_argument("--no-app", action="store_true", help="skip the app's measurements (redis-server, uvicorn)")
     args = ap.parse_args(argv)
     sizes = [10] if args.quick else [int(x) for x in args.sizes.split(",")]
     repeat = 1 if args.quick else args.repeat
@@ -190,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = run(sizes, repeat, Path(tmp))
     print(f"zachot-gen bench: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, median of {repeat}\n")
     print(table(rows))
+    if not args.no_app:
+        posts, streams, idle = (100, 50, 1.0) if args.quick else (args.posts, args.streams, 5.0)
+        print("\n" + app_table(run_app(posts, streams, idle)))
     broken = [f for f, _ in rows[:4] if f.error]
     for f in broken:
         print(f"\n{f.what}: {f.error}", file=sys.stderr)
