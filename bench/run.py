@@ -195,7 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"zachot-gen bench: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, median of {repeat}\n")
     print(table(rows))
     if not args.no_app:
-        posts, streams, idle = (100, 50, 1.0) if args.quick else (args.posts, args.streams, 5.0)
+        # a full run's idle window spans a keep-alive period (15 s): each idle stream reads its job once
+        posts, streams, idle = (100, 50, 1.0) if args.quick else (args.posts, args.streams, 16.0)
         print("\n" + app_table(run_app(posts, streams, idle)))
     broken = [f for f, _ in rows[:4] if f.error]
     for f in broken:

@@ -21,6 +21,13 @@ def test_the_quick_bench_runs_every_measurement_and_prints_the_table() -> None:
         assert what in rows, (what, proc.stdout)
         assert "refused" not in rows[what], rows[what]
     assert "the Jinja loop" in rows["render, 10 services"] and "honcho" in rows["render, 10 services"]
+    # the app's table: a real redis-server and uvicorn (make test installs redis-server)
+    for what, figure in (("POST /jobs, 100 from 16 connections (median of 3)", "/s"),
+                         ("the same route without Redis work: the HTTP floor (peer)", "/s"),
+                         ("create + enqueue in-process (peer)", "/s"),
+                         ("SSE, 50 streams on 1 jobs", "50 of 50 got all 6 events in order"),
+                         ("Redis connections with 50 streams open", "")):
+        assert what in rows and figure in rows[what], (what, proc.stdout)
 
 
 REFUSED = r"""
