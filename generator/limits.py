@@ -3,19 +3,20 @@
 systemd's defaults fit no server: the soft ``LimitNOFILE=`` is 1024 (systemd.exec(5), "Process
 Properties": "the soft limit defaults to 1024"), and an API holding one client socket and one
 backend connection (Redis, a database) per open request or stream runs out of descriptors at
-~500 streams ("Too many open files"; the unit stays active while new clients fail). So every runner whose connections are
-known gets a derived limit with headroom, the spec may set its own, and a spec value below what
-the runner's own settings need is refused at its line.
+~500 streams ("Too many open files"; the unit stays active while new clients fail). So every
+runner whose connections are known gets a derived limit with headroom, the spec may set its own,
+and a spec value below what the runner's own settings need is refused at its line.
 
 Directives (systemd.exec(5) "Process Properties", systemd.resource-control(5)):
 
-- ``LimitNOFILE=`` (``limits.open_files``): per process. Need: 2 descriptors per connection
-  (the client's socket and, for an app that opens one per request, a backend connection) plus :data:`RUNTIME_FILES`; derived: 2 per
-  connection plus :data:`BASE_FILES`. Connections per process come from the runner: uvicorn's
-  ``--limit-concurrency`` (above it uvicorn answers 503 instead of failing on a descriptor),
-  gunicorn's threads (sync, gthread) or ``--worker-connections`` (its default 1000, other worker
-  classes), dramatiq's threads plus two consumers per queue. Without a bound (uvicorn with no
-  ``limit_concurrency``) the derived limit is :data:`UNBOUNDED_FILES`.
+- ``LimitNOFILE=`` (``limits.open_files``): per process. Need: 2 descriptors per connection (the
+  client's socket and, for an app that opens one per request, a backend connection) plus
+  :data:`RUNTIME_FILES`; derived: 2 per connection plus :data:`BASE_FILES`. Connections per
+  process come from the runner: uvicorn's ``--limit-concurrency`` (above it uvicorn answers 503
+  instead of failing on a descriptor), gunicorn's threads (sync, gthread) or
+  ``--worker-connections`` (its default 1000, other worker classes), dramatiq's threads plus two
+  consumers per queue. Without a bound (uvicorn with no ``limit_concurrency``) the derived limit
+  is :data:`UNBOUNDED_FILES`.
 - ``TasksMax=`` (``limits.tasks``): threads and processes of the whole unit. Need: counted from
   the runner (uvicorn and async gunicorn workers run sync endpoints in anyio's pool of
   :data:`THREAD_POOL` threads); derived: 4 × that, at least :data:`MIN_TASKS`, so a thread leak

@@ -18,17 +18,18 @@ import datetime as dt
 import gzip
 import os
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .environment import TEMPLATES_DIR
 from .models import LogPolicy, Spec
-from .planner import plan
+from .planner import Plan, plan
 from .realtools import ToolFinding, find_library, need_tool, nss_env
 from .renderer import render
 
-__all__ = ["RotationRun", "kept_days", "rotate_in_sandbox", "rotation_findings"]
+__all__ = ["RotationRun", "Sandbox", "kept_days", "rotate_in_sandbox", "rotate_service", "rotation_findings", "sandbox"]
 
 FIRST_DAY = dt.date(2026, 1, 1)
 """The first simulated day; any fixed date keeps runs reproducible."""
@@ -77,6 +78,22 @@ def _read(path: Path) -> list[str]:
     return data.decode().splitlines()
 
 
+@dataclass(frozen=True)
+class Sandbox:
+    """A spec planned and rendered once with its root moved under ``root`` (a scratch folder):
+    every service's rotation reuses it, one after another, each in a fresh logs folder."""
+
+    plan: Plan
+    files: dict[str, str]
+    root: Path
+
+
+def sandbox(spec: Spec, root: Path, templates_dir: Path = TEMPLATES_DIR) -> Sandbox:
+    """Plan and render ``spec`` with its paths moved under ``root`` (an empty scratch folder)."""
+    p = plan(_moved(spec, root))
+    return Sandbox(p, render(p, templates_dir), root)
+
+
 def rotate_in_sandbox(
     spec: Spec, service: str, workdir: Path, runs: int, templates_dir: Path = TEMPLATES_DIR, same_day: bool = False
 ) -> RotationRun:
@@ -89,18 +106,28 @@ def rotate_in_sandbox(
     Output: a :class:`RotationRun`. Raises :class:`ToolMissing` when logrotate,
     faketime or nss_wrapper is missing.
     """
+    return rotate_service(sandbox(spec, workdir / "root", templates_dir), service, workdir, runs, same_day)
+
+
+def rotate_service(box: Sandbox, service: str, workdir: Path, runs: int, same_day: bool = False) -> RotationRun:
+    """:func:`rotate_in_sandbox` on a :class:`Sandbox` already planned and rendered.
+
+    ``workdir`` (an empty scratch folder) holds this run's logrotate file, state and
+    nss_wrapper files; the sandbox's logs folder is emptied first, so runs do not see each
+    other's files. Raises ``ValueError`` for a service that logs to the journal.
+    """
     tool = need_tool("logrotate")
     faketime = find_library("faketime/libfaketime.so.1", "faketime")
-    moved = _moved(spec, workdir / "root")
-    p = plan(moved)
+    p = box.plan
     sv = next(s for s in p.services if s.name == service)
-    if sv.policy is None or sv.logrotate_path is None or moved.project.logs_dir is None:
+    if sv.policy is None or sv.logrotate_path is None or p.spec.project.logs_dir is None:
         raise ValueError(f"service {service} logs to the journal: there is nothing to rotate")
     conf = workdir / sv.svc.unit
-    conf.write_text(render(p, templates_dir)[f"root{sv.logrotate_path}"])
-    logs_dir = Path(moved.project.logs_dir)
+    conf.write_text(box.files[f"root{sv.logrotate_path}"])
+    logs_dir = Path(p.spec.project.logs_dir)
+    shutil.rmtree(logs_dir, ignore_errors=True)
     logs_dir.mkdir(parents=True)
-    os.chmod(logs_dir, int(moved.project.logs_dir_mode, 8))
+    os.chmod(logs_dir, int(p.spec.project.logs_dir_mode, 8))
     run = RotationRun(sv.policy, [Path(f) for f in sv.log_files], [])
     su_user, su_group = p.rotate_as
     env = {**os.environ, **nss_env([sv.policy.owner, su_user], [sv.policy.group, su_group], workdir)}

@@ -16,7 +16,7 @@ from pathlib import Path
 from . import Build, build_tree
 from .environment import TEMPLATES_DIR
 from .realtools import ToolFinding, security_check, verify_units
-from .rotation import rotate_in_sandbox, rotation_findings
+from .rotation import rotate_service, rotation_findings, sandbox
 from .syscheck import check_system_files
 
 __all__ = ["Validation", "validate"]
@@ -62,13 +62,15 @@ def _validate_one(result: Build, scratch: Path, templates_dir: Path) -> Validati
     out.checked.append("systemd-analyze verify: " + ", ".join(units))
     out.exposure, found = security_check(result.plan, result.files, scratch / "security")
     out.findings += found
+    box = None
     for sv in result.plan.services:
         if sv.policy is None:
             continue  # the journal: no logrotate file
+        box = box or sandbox(result.plan.spec, scratch / "rotate-root", templates_dir)  # planned once
         runs = sv.policy.rotate + 2
         work = scratch / f"rotate-{sv.name}"
         work.mkdir()
-        run = rotate_in_sandbox(result.plan.spec, sv.name, work, runs, templates_dir)
+        run = rotate_service(box, sv.name, work, runs)
         out.findings += rotation_findings(run, f"root{sv.logrotate_path}")
         out.checked.append(f"logrotate -d, then -f on {runs} days: {sv.logrotate_path}")
     if not result.plan.services:
