@@ -11,6 +11,7 @@ by people (issue "Fast at any size"); ``--quick`` only shows that every measurem
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -127,8 +128,23 @@ def _ratio(a: Figure, b: Figure) -> str:
     return f"{a.seconds / b.seconds:.1f}×"
 
 
-def run(sizes: Sequence[int], repeat: int, work: Path) -> list[tuple[Figure, str]]:
-    """Every measurement, each with its ratio text; ``work`` is an empty scratch folder."""
+def _validate_row(n: int, spec: Path, checked: Figure, work: Path) -> tuple[Figure, str]:
+    """``validate`` at ``n`` services, once (it runs its tools ~10 times per service), its tools'
+    share measured by bench/validate_probe.py; the ratio is its own time over ``check``'s."""
+    probe = work / f"validate-{n}.json"
+    v = measure(f"validate, {n} services (once)",
+                [PY, "-m", "bench.validate_probe", str(probe), "validate", "--spec", str(spec)], 1)
+    if v.seconds is None or checked.seconds is None or not probe.exists():
+        return v, ""
+    tools = json.loads(probe.read_text())
+    own = v.seconds - tools["tools_s"]
+    return v, (f"tools {tools['tools_s']:.2f} s in {tools['calls']} runs; the rest {own:.2f} s = "
+               f"{own / checked.seconds:.1f}× check, {n}")
+
+
+def run(sizes: Sequence[int], repeat: int, work: Path, validate_upto: int = 100) -> list[tuple[Figure, str]]:
+    """Every measurement, each with its ratio text; ``work`` is an empty scratch folder;
+    ``validate`` runs at the sizes up to ``validate_upto`` services."""
     rows: list[tuple[Figure, str]] = []
     python = measure("python -c pass (floor)", [PY, "-c", "pass"], repeat)
     imports = measure("import jinja2, yaml, pydantic (floor)", [PY, "-c", "import jinja2, yaml, pydantic"], repeat)
@@ -160,6 +176,8 @@ def run(sizes: Sequence[int], repeat: int, work: Path) -> list[tuple[Figure, str
                                 repeat)
             rows.append((checked_n, ""))
             per_service[n] = rendered.seconds / n
+            if n <= validate_upto:
+                rows.append(_validate_row(n, spec, checked_n, work))
     if 100 in per_service:
         for n, t in per_service.items():
             if n > 100:
@@ -184,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="10 services, one run each: shows that it runs (CI)")
     ap.add_argument("--sizes", default="10,100,1000", help="services per synthetic spec, comma-separated")
     ap.add_argument("--repeat", type=int, default=5, help="runs per figure (the median is shown)")
+    ap.add_argument("--validate-upto", type=int, default=100, help="run validate at the sizes up to this many")
     ap.add_argument("--posts", type=int, default=3000, help="POST /jobs requests for the enqueue rate")
     ap.add_argument("--streams", type=int, default=5000, help="concurrent SSE streams")
     ap.add_argument("--no-app", action="store_true", help="skip the app's measurements (redis-server, uvicorn)")
@@ -191,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = [10] if args.quick else [int(x) for x in args.sizes.split(",")]
     repeat = 1 if args.quick else args.repeat
     with tempfile.TemporaryDirectory(prefix="zachot-bench-") as tmp:
-        rows = run(sizes, repeat, Path(tmp))
+        rows = run(sizes, repeat, Path(tmp), args.validate_upto)
     print(f"zachot-gen bench: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, median of {repeat}\n")
     print(table(rows))
     if not args.no_app:

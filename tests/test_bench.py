@@ -17,10 +17,11 @@ def test_the_quick_bench_runs_every_measurement_and_prints_the_table() -> None:
     rows = {ln.split(" | ")[0].lstrip("| "): ln for ln in proc.stdout.splitlines() if ln.startswith("| ")}
     for what in ("python -c pass (floor)", "import jinja2, yaml, pydantic (floor)", "zachot-gen --help",
                  "zachot-gen check (repo spec)", "render, 10 services", "bare Jinja loop, 10 units (peer)",
-                 "honcho export systemd, 10 processes (peer)", "check, 10 services"):
+                 "honcho export systemd, 10 processes (peer)", "check, 10 services", "validate, 10 services (once)"):
         assert what in rows, (what, proc.stdout)
         assert "refused" not in rows[what], rows[what]
     assert "the Jinja loop" in rows["render, 10 services"] and "honcho" in rows["render, 10 services"]
+    assert "tools " in rows["validate, 10 services (once)"] and "× check" in rows["validate, 10 services (once)"]
     # the app's table: a real redis-server and uvicorn (make test installs redis-server)
     for what, figure in (("POST /jobs, 100 from 16 connections (median of 3)", "/s"),
                          ("the same route without Redis work: the HTTP floor (peer)", "/s"),
