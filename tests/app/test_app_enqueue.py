@@ -23,6 +23,17 @@ def _message(job_id: str) -> dramatiq.Message[Any]:
                             kwargs={"job_id": job_id, "steps": 2, "step_seconds": 0.5}, options={})
 
 
+async def _enqueue_on_the_loop(broker: Any, url: str, job_id: str) -> bool:
+    """Enqueue job ``job_id``'s message with an AsyncEnqueuer; returns whether it ran natively."""
+    client = make_async_client(url, socket_timeout=5)
+    try:
+        enqueuer = AsyncEnqueuer(broker, client)
+        await enqueuer.enqueue(_message(job_id))
+        return enqueuer.native
+    finally:
+        await client.aclose()
+
+
 def _stored(redis_server: RedisServer) -> list[dict[str, Any]]:
     r = redis_server.client()
     ids = r.lrange("dramatiq:default", 0, -1)
@@ -36,17 +47,8 @@ def test_the_async_enqueue_stores_what_broker_enqueue_stores(redis_server: Redis
     monkeypatch.setitem(os.environ, "ZACHOT_REDIS_URL", redis_server.url)
     broker = build_broker(load_settings(), "api")
     broker.enqueue(_message("a" * 32))
-
-    async def run() -> bool:
-        client = make_async_client(redis_server.url, socket_timeout=5)
-        try:
-            enqueuer = AsyncEnqueuer(broker, client)
-            await enqueuer.enqueue(_message("b" * 32))
-            return enqueuer.native
-        finally:
-            await client.aclose()
-
-    assert asyncio.run(run()), f"dramatiq {dramatiq.__version__}: the event-loop enqueue fell back to a thread"
+    native = asyncio.run(_enqueue_on_the_loop(broker, redis_server.url, "b" * 32))
+    assert native, f"dramatiq {dramatiq.__version__}: the event-loop enqueue fell back to a thread"
     by_threads, on_the_loop = sorted(_stored(redis_server), key=lambda m: m["kwargs"]["job_id"])
     assert on_the_loop["kwargs"]["job_id"] == "b" * 32
     assert on_the_loop["options"]["redis_message_id"] != by_threads["options"]["redis_message_id"]
@@ -66,16 +68,6 @@ def test_without_dramatiq_2_the_enqueue_runs_broker_enqueue_in_a_thread(redis_se
     monkeypatch.setitem(os.environ, "ZACHOT_REDIS_URL", redis_server.url)
     monkeypatch.setattr(dramatiq, "__version__", "3.0.0")
     broker = build_broker(load_settings(), "api")
-
-    async def run() -> bool:
-        client = make_async_client(redis_server.url, socket_timeout=5)
-        try:
-            enqueuer = AsyncEnqueuer(broker, client)
-            await enqueuer.enqueue(_message("c" * 32))
-            return enqueuer.native
-        finally:
-            await client.aclose()
-
-    assert asyncio.run(run()) is False
+    assert asyncio.run(_enqueue_on_the_loop(broker, redis_server.url, "c" * 32)) is False
     assert [m["kwargs"]["job_id"] for m in _stored(redis_server)] == ["c" * 32]
     broker.close()
