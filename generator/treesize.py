@@ -2,8 +2,12 @@
 
 The YAML reader already bounds what aliases may repeat (:mod:`generator.yamlsource`); this is
 the last guard, on the output itself, so no spec can make ``render`` fill a disk or ``check``
-eat memory. The bound grows with the spec, so an honest large spec (thousands of services)
-is not refused, while any amplification beyond :data:`BYTES_PER_SPEC_BYTE` is.
+eat memory. The bound grows with the spec: :data:`BYTES_PER_SPEC_BYTE` for each byte of its
+text (a value the docs repeat) and :data:`BYTES_PER_ENTRY` for each named entry (a service, a
+healthcheck, an external unit, a log policy, a host: the units, rows and sections the templates
+write for it). A terse honest spec renders to ~30 bytes per byte (bench/synth.py's services:
+~9 KiB of output each), so a per-byte bound alone refused 5,000 honest services while any
+amplification of a value beyond the bound is still refused.
 """
 
 from __future__ import annotations
@@ -13,14 +17,16 @@ from typing import Any
 
 from .loader import Loaded
 
-__all__ = ["BASE_BYTES", "BYTES_PER_SPEC_BYTE", "tree_size_problem"]
+__all__ = ["BASE_BYTES", "BYTES_PER_ENTRY", "BYTES_PER_SPEC_BYTE", "tree_size_problem"]
 
 BASE_BYTES = 10 * 1024 * 1024
 """Bytes any spec may render to (10 MiB), whatever its own size."""
 
 BYTES_PER_SPEC_BYTE = 16
-"""Bytes of output allowed on top of :data:`BASE_BYTES` per byte of spec text; a real spec
-renders to about 2 bytes per byte."""
+"""Bytes of output allowed on top of :data:`BASE_BYTES` per byte of spec text."""
+
+BYTES_PER_ENTRY = 32 * 1024
+"""Bytes of output allowed per named entry of the spec (32 KiB; a service renders ~9 KiB)."""
 
 
 def _strings(node: Any, path: tuple[str | int, ...]) -> Iterator[tuple[int, tuple[str | int, ...]]]:
@@ -38,16 +44,20 @@ def tree_size_problem(loaded: Loaded, files: dict[str, str], spec_bytes: int) ->
     """A located :class:`generator.errors.Problem` when ``files`` are over the bound, else None.
 
     Inputs: the loaded spec, the rendered ``{path: text}``, the spec files' total size in
-    bytes. The problem is located at the spec's longest text value (the likeliest cause)
-    and names the largest rendered file. Raises nothing.
+    bytes. The bound: :data:`BASE_BYTES` + :data:`BYTES_PER_SPEC_BYTE` per spec byte +
+    :data:`BYTES_PER_ENTRY` per named entry. The problem is located at the spec's longest text
+    value (the likeliest cause) and names the largest rendered file. Raises nothing.
     """
     sizes = {path: len(text.encode()) for path, text in files.items()}
     total = sum(sizes.values())
-    limit = BASE_BYTES + BYTES_PER_SPEC_BYTE * spec_bytes
+    spec = loaded.spec
+    entries = (len(spec.services) + len(spec.healthchecks) + len(spec.external_units) + len(spec.log_policies)
+               + len(spec.hosts))
+    limit = BASE_BYTES + BYTES_PER_SPEC_BYTE * spec_bytes + BYTES_PER_ENTRY * entries
     if total <= limit:
         return None
     largest = max(sizes, key=lambda p: sizes[p])
-    longest = max(_strings(loaded.spec.model_dump(), ()), default=(0, ()))[1]
+    longest = max(_strings(spec.model_dump(), ()), default=(0, ()))[1]
     return loaded.problem(
         longest,
         f"the rendered tree would be {total} bytes (largest: {largest}, {sizes[largest]} bytes); "

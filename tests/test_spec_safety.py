@@ -187,6 +187,7 @@ def test_rendered_tree_over_the_bound_is_refused_at_the_longest_value(
     points at the spec's longest text; build/ is untouched."""
     monkeypatch.setattr(treesize, "BASE_BYTES", 1000)
     monkeypatch.setattr(treesize, "BYTES_PER_SPEC_BYTE", 0)
+    monkeypatch.setattr(treesize, "BYTES_PER_ENTRY", 0)
     before = tree_bytes(work / "build")
     result = CliRunner().invoke(main, ["render"])
     assert result.exit_code == 2, result.output
