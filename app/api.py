@@ -37,7 +37,7 @@ from redis.exceptions import RedisError
 
 from app.bodylimit import MAX_BODY_BYTES, BodyLimitMiddleware
 from app.broker import AsyncEnqueuer, build_broker, make_async_client
-from app.progress import JOB_ID_RE, CorruptJob, JobStore, job_key, job_status_from_hash, new_job_fields
+from app.progress import JOB_ID_RE, CorruptJob, JobStore, add_new_job, job_key, job_status_from_hash
 from app.settings import (
     MAX_JOB_SECONDS,
     MAX_STEP_SECONDS,
@@ -284,10 +284,8 @@ async def create_job(body: JobRequest, request: Request) -> JSONResponse:
     """
     st = _state(request)
     job_id = uuid.uuid4().hex
-    key = job_key(job_id)
     async with st.aredis.pipeline(transaction=True) as pipe:
-        pipe.hset(key, mapping=new_job_fields(job_id, body.steps, body.step_seconds))
-        pipe.expire(key, st.settings.job_ttl_seconds)
+        add_new_job(pipe, job_id, body.steps, body.step_seconds, st.settings.job_ttl_seconds)
         await pipe.execute()
     message: dramatiq.Message[Any] = dramatiq.Message(
         queue_name=QUEUE_NAME, actor_name=RUN_JOB_ACTOR, args=(),

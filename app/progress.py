@@ -216,11 +216,20 @@ def job_status_from_hash(raw: Mapping[Any, Any]) -> dict[str, Any]:
     }
 
 
-def new_job_fields(job_id: str, steps: int, step_seconds: float, now: float | None = None) -> dict[str, str | int]:
-    """The status hash of a new ``queued`` job (``now``: Unix seconds, default ``time.time()``)."""
+def add_new_job(pipe: Any, job_id: str, steps: int, step_seconds: float, ttl_seconds: int,
+                now: float | None = None) -> None:
+    """Queue on ``pipe`` (a redis-py pipeline, sync or asyncio) the writes that create the status
+    hash of a new ``queued`` job with TTL ``ttl_seconds``; the caller executes it.
+
+    ``now``: creation time, Unix seconds (default ``time.time()``).
+    """
     ts = repr(time.time() if now is None else now)
-    return {"id": job_id, "status": "queued", "steps": steps, "step_seconds": repr(float(step_seconds)),
-            "steps_done": 0, "last_seq": 0, "attempts": 0, "failures": 0, "created_at": ts, "updated_at": ts}
+    key = job_key(job_id)
+    pipe.hset(key, mapping={
+        "id": job_id, "status": "queued", "steps": steps, "step_seconds": repr(float(step_seconds)),
+        "steps_done": 0, "last_seq": 0, "attempts": 0, "failures": 0, "created_at": ts, "updated_at": ts,
+    })
+    pipe.expire(key, ttl_seconds)
 
 
 class JobStore:
@@ -250,10 +259,8 @@ class JobStore:
             job_id: 32 hex digits. steps: number of steps. step_seconds: seconds per step.
             now: creation time, Unix seconds (default: ``time.time()``).
         """
-        key = job_key(job_id)
         pipe = self.client.pipeline(transaction=True)
-        pipe.hset(key, mapping=new_job_fields(job_id, steps, step_seconds, now))
-        pipe.expire(key, self.ttl_seconds)
+        add_new_job(pipe, job_id, steps, step_seconds, self.ttl_seconds, now)
         pipe.execute()
 
     def start(self, job_id: str, worker_id: str) -> StartResult:

@@ -83,11 +83,6 @@ class EventHub:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
-    @property
-    def streams(self) -> int:
-        """Number of stream keys followed now (int)."""
-        return len(self._subs)
-
     def start(self) -> None:
         """Start the reader task (call once, from the running event loop)."""
         self._task = asyncio.create_task(self._run(), name="sse-event-hub")

@@ -19,6 +19,7 @@ The HTTP client is h11 (uvicorn's own HTTP/1.1 library) on asyncio streams: ligh
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import resource
@@ -29,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -54,11 +55,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait(pred: object, what: str, timeout: float = 30) -> None:
+def _wait(pred: Callable[[], object], what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if pred():  # type: ignore[operator]
+            if pred():
                 return
         except (OSError, redis.RedisError):
             pass
@@ -98,7 +99,7 @@ def app_stack() -> Iterator[tuple[str, int, int]]:
                     [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
                      "--log-level", "warning", "--backlog", "8192"],
                     cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-                _wait(lambda p=port: _listening(p), app)
+                _wait(functools.partial(_listening, port), app)
             yield url, aport, fport
         finally:
             for p in reversed(procs):

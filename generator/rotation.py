@@ -85,13 +85,12 @@ class Sandbox:
 
     plan: Plan
     files: dict[str, str]
-    root: Path
 
 
 def sandbox(spec: Spec, root: Path, templates_dir: Path = TEMPLATES_DIR) -> Sandbox:
     """Plan and render ``spec`` with its paths moved under ``root`` (an empty scratch folder)."""
     p = plan(_moved(spec, root))
-    return Sandbox(p, render(p, templates_dir), root)
+    return Sandbox(p, render(p, templates_dir))
 
 
 def rotate_in_sandbox(
