@@ -16,7 +16,6 @@ files whose mode is not 0644 (or what a git clone has under the current umask).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import difflib
 import fcntl
 import os
@@ -39,10 +38,15 @@ _RENAME_EXCHANGE = 2  # linux/fs.h
 _AT_FDCWD = -100
 
 
+def _libc_function(name: str) -> ctypes._CFuncPtr | None:
+    """C library function ``name`` of this process (glibc, musl), None where it has none.
+    ``CDLL(None)`` is the process's own symbols: no ``ldconfig`` run as ``find_library`` does."""
+    return getattr(ctypes.CDLL(None, use_errno=True), name, None)  # type: ignore[no-any-return]
+
+
 def _exchange(a: Path, b: Path) -> bool:
     """Atomically swap two paths with renameat2(RENAME_EXCHANGE); False if unsupported."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    fn = getattr(libc, "renameat2", None)
+    fn = _libc_function("renameat2")
     if fn is None:
         return False
     rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
@@ -83,16 +87,30 @@ def _drop_scratch(scratch: Path) -> None:
 
 
 def _fill(tmp: Path, files: dict[str, str]) -> None:
+    """Write ``files`` below the new folder ``tmp``, each with mode :data:`FILE_MODE`, and put
+    them on disk before the swap: one syncfs(2) for the filesystem (one journal commit),
+    or, where the C library has none, fsync(2) per file."""
+    for folder in sorted({(tmp / rel).parent for rel in files}):
+        folder.mkdir(parents=True, exist_ok=True)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    def opener(path: str, flags: int) -> int:
+        return os.open(path, flags, FILE_MODE)
     written = []
-    for rel, text in sorted(files.items()):
+    for rel, text in files.items():
         target = tmp / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "x", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.chmod(target, FILE_MODE)
+        with open(target, "xb", opener=opener) as fh:
+            fh.write(text.encode("utf-8"))
+            if umask & FILE_MODE:
+                os.fchmod(fh.fileno(), FILE_MODE)
         written.append(target)
-    # Every file is on disk before the swap. Written first and synced after, the first fsync
-    # commits the journal that holds them all (ext4 data=ordered), and the rest find little to do.
+    syncfs = _libc_function("syncfs")
+    fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if syncfs is not None and syncfs(fd) == 0:
+            return
+    finally:
+        os.close(fd)
     for target in written:
         fd = os.open(target, os.O_RDONLY)
         try:
