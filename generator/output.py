@@ -23,6 +23,7 @@ import shlex
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -38,10 +39,11 @@ _RENAME_EXCHANGE = 2  # linux/fs.h
 _AT_FDCWD = -100
 
 
-def _libc_function(name: str) -> ctypes._CFuncPtr | None:
+def _libc_function(name: str) -> Callable[..., int] | None:
     """C library function ``name`` of this process (glibc, musl), None where it has none.
     ``CDLL(None)`` is the process's own symbols: no ``ldconfig`` run as ``find_library`` does."""
-    return getattr(ctypes.CDLL(None, use_errno=True), name, None)  # type: ignore[no-any-return]
+    fn: Callable[..., int] | None = getattr(ctypes.CDLL(None, use_errno=True), name, None)
+    return fn
 
 
 def _exchange(a: Path, b: Path) -> bool:
