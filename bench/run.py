@@ -74,16 +74,18 @@ for i in range(n):
 @dataclass
 class Figure:
     """One row of the table: what ran, its median wall time (s), its peak RSS (MiB), or why it
-    could not run (``error``)."""
+    could not run (``error``); and its median CPU time (user + system, s: the wall time less
+    what it waited for, the disk above all, which swings on a shared machine)."""
 
     what: str
     seconds: float | None
     rss_mib: float | None
     error: str | None = None
+    cpu: float | None = None
 
 
-def _once(argv: Sequence[str], cwd: Path) -> tuple[float, float, str | None]:
-    """Run ``argv`` once; (wall seconds, peak RSS MiB, the first stderr line if it failed)."""
+def _once(argv: Sequence[str], cwd: Path) -> tuple[float, float, str | None, float]:
+    """Run ``argv`` once; (wall seconds, peak RSS MiB, the first stderr line if it failed, CPU seconds)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None
@@ -91,25 +93,27 @@ def _once(argv: Sequence[str], cwd: Path) -> tuple[float, float, str | None]:
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - t0
+    cpu = usage.ru_utime + usage.ru_stime
     if proc.returncode not in (0,):
         first = next((ln for ln in err.decode(errors="replace").splitlines() if ln.strip()), "")
-        return wall, usage.ru_maxrss / 1024, f"exit {proc.returncode}: {first[:160]}"
-    return wall, usage.ru_maxrss / 1024, None
+        return wall, usage.ru_maxrss / 1024, f"exit {proc.returncode}: {first[:160]}", cpu
+    return wall, usage.ru_maxrss / 1024, None, cpu
 
 
 def measure(what: str, argv: Sequence[str], repeat: int, cwd: Path = REPO,
             before: Callable[[], None] | None = None) -> Figure:
     """The median of ``repeat`` runs of ``argv`` (``before`` runs ahead of each, untimed)."""
-    walls, rss = [], []
+    walls, rss, cpus = [], [], []
     for _ in range(repeat):
         if before is not None:
             before()
-        wall, peak, error = _once(argv, cwd)
+        wall, peak, error, cpu = _once(argv, cwd)
         if error:
             return Figure(what, None, None, error)
         walls.append(wall)
         rss.append(peak)
-    return Figure(what, statistics.median(walls), max(rss))
+        cpus.append(cpu)
+    return Figure(what, statistics.median(walls), max(rss), cpu=statistics.median(cpus))
 
 
 def _remover(path: Path) -> Callable[[], None]:
@@ -126,6 +130,12 @@ def _ratio(a: Figure, b: Figure) -> str:
     if a.seconds is None or b.seconds is None or b.seconds == 0:
         return "—"
     return f"{a.seconds / b.seconds:.1f}×"
+
+
+def _cpu_ratio(a: Figure, b: Figure) -> str:
+    if a.cpu is None or b.cpu is None or b.cpu == 0:
+        return "—"
+    return f"{a.cpu / b.cpu:.1f}×"
 
 
 def _validate_row(n: int, spec: Path, checked: Figure, work: Path) -> tuple[Figure, str]:
@@ -162,7 +172,7 @@ def run(sizes: Sequence[int], repeat: int, work: Path, validate_upto: int = 100)
                            repeat, before=_remover(out))
         loop = measure(f"bare Jinja loop, {n} units (peer)", [PY, "-c", JINJA_LOOP, str(n), str(loop_out)],
                        repeat, before=_remover(loop_out))
-        rows += [(rendered, f"{_ratio(rendered, loop)} the Jinja loop"), (loop, "")]
+        rows += [(rendered, f"{_ratio(rendered, loop)} the Jinja loop (CPU {_cpu_ratio(rendered, loop)})"), (loop, "")]
         if honcho:
             procfile = work / f"Procfile-{n}"
             procfile.write_text("".join(f"svc{i}: uvicorn svc{i}.main:app --port {10000 + i}\n" for i in range(n)))
@@ -188,11 +198,12 @@ def run(sizes: Sequence[int], repeat: int, work: Path, validate_upto: int = 100)
 
 def table(rows: list[tuple[Figure, str]]) -> str:
     """The Markdown table ``python -m bench`` prints."""
-    out = ["| what | median s | peak RSS MiB | ratio |", "|---|---|---|---|"]
+    out = ["| what | median s | CPU s | peak RSS MiB | ratio |", "|---|---|---|---|---|"]
     for f, ratio in rows:
         secs = f"{f.seconds:.3f}" if f.seconds is not None else (f"refused: {f.error}" if f.error else "")
+        cpu = f"{f.cpu:.3f}" if f.cpu is not None else ""
         rss = f"{f.rss_mib:.0f}" if f.rss_mib is not None else ""
-        out.append(f"| {f.what} | {secs} | {rss} | {ratio} |")
+        out.append(f"| {f.what} | {secs} | {cpu} | {rss} | {ratio} |")
     return "\n".join(out)
 
 

@@ -36,7 +36,8 @@ def make_environment(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
     ``StrictUndefined`` (an undefined name is an error, never ""), no autoescape (nothing
     here is HTML; each value goes through its destination's filter instead),
     ``keep_trailing_newline``, ``trim_blocks``/``lstrip_blocks``, filters from
-    :data:`generator.filters.FILTERS`, Jinja's bytecode cache (:func:`_bytecode_cache`). Input:
+    :data:`generator.filters.FILTERS`, Jinja's bytecode cache (:func:`_bytecode_cache`), no
+    ``auto_reload`` (a template loaded once is not checked for edits again). Input:
     the templates folder. Output: the Environment, cached per folder (it is not changed after
     creation, and compiled templates are reused).
     """
@@ -48,6 +49,7 @@ def make_environment(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         bytecode_cache=_bytecode_cache(),
+        auto_reload=False,  # one run renders from one templates folder: no stat(2) per get_template
     )
     env.filters.update(FILTERS)
     return env
