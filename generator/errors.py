@@ -12,7 +12,7 @@ from dataclasses import dataclass
 __all__ = ["GeneratorError", "Location", "Problem", "SpecError", "TemplateError", "OutputError"]
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Location:
     """A place in a spec file: ``file`` as given, 1-based ``line`` and ``column``."""
 

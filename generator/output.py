@@ -88,15 +88,20 @@ def _drop_scratch(scratch: Path) -> None:
         scratch.rmdir()
 
 
-def _create(path: Path, data: bytes, fix_mode: bool) -> None:
-    """Create ``path`` (it must not exist) holding ``data``, mode :data:`FILE_MODE`: open(2),
-    write(2), close(2) and no more (Python's ``open`` adds fstat, ioctl and lseek calls, and a
-    file creation is the bulk of render's time at 1000 services)."""
+_CHUNK = 1 << 20
+"""Characters encoded at a time: a 20 MB README is not held as bytes beside its text."""
+
+
+def _create(path: Path, text: str, fix_mode: bool) -> None:
+    """Create ``path`` (it must not exist) holding ``text`` as UTF-8, mode :data:`FILE_MODE`:
+    open(2), write(2), close(2) and no more (Python's ``open`` adds fstat, ioctl and lseek
+    calls, and a file creation is the bulk of render's time at 1000 services)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        for start in range(0, len(text), _CHUNK):
+            view = memoryview(text[start:start + _CHUNK].encode("utf-8"))
+            while view:
+                view = view[os.write(fd, view):]
         if fix_mode:
             os.fchmod(fd, FILE_MODE)
     finally:
@@ -114,7 +119,7 @@ def _fill(tmp: Path, files: dict[str, str]) -> None:
     written = []
     for rel, text in files.items():
         target = tmp / rel
-        _create(target, text.encode("utf-8"), fix_mode=bool(umask & FILE_MODE))
+        _create(target, text, fix_mode=bool(umask & FILE_MODE))
         written.append(target)
     syncfs = _libc_function("syncfs")
     fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)

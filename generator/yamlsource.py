@@ -148,8 +148,9 @@ class _Builder:
                 first = self.smap.keys[(*path, key)]
                 self._problem(key_node, (*path, key), f"duplicate key '{key}' (first written at line {first.line})")
                 continue
-            self.smap.keys[(*path, key)] = self.loc(key_node)
-            out[key] = self.build(value_node, (*path, key))
+            sub = (*path, key)  # one tuple for both tables
+            self.smap.keys[sub] = self.loc(key_node)
+            out[key] = self.build(value_node, sub)
         return out
 
     def _problem(self, node: yaml.Node, path: Path_, message: str) -> None:
