@@ -124,15 +124,28 @@ def _unit_root(p: Plan, files: dict[str, str], root: Path) -> list[str]:
     return sorted(units)
 
 
+def _shared_unit_root(p: Plan, files: dict[str, str], workdir: Path) -> tuple[Path, list[str]]:
+    """The root :func:`_unit_root` lays out in ``workdir/unit-root``, laid out by the first
+    call for ``workdir`` and reused by the next (verify, then security: the copy of
+    /usr/lib/systemd/system is most of their own time); the units to check are listed in
+    ``workdir/units``."""
+    root, listed = workdir / "unit-root", workdir / "units"
+    if listed.is_file():
+        return root, listed.read_text().splitlines()
+    units = _unit_root(p, files, root)
+    listed.write_text("".join(f"{u}\n" for u in units))
+    return root, units
+
+
 def verify_units(p: Plan, files: dict[str, str], workdir: Path) -> list[ToolFinding]:
     """``systemd-analyze verify`` every unit of ``files``; any printed line is a finding.
 
-    Inputs: the plan, the rendered files, an empty scratch folder. Output: findings (empty
-    when every unit passes). Raises :class:`ToolMissing` without systemd-analyze.
+    Inputs: the plan, the rendered files, a scratch folder: empty, or one a
+    :func:`security_check` of the same files used (its unit root is reused). Output: findings
+    (empty when every unit passes). Raises :class:`ToolMissing` without systemd-analyze.
     """
     tool = need_tool("systemd-analyze")
-    root = workdir / "verify-root"
-    units = _unit_root(p, files, root)
+    root, units = _shared_unit_root(p, files, workdir)
     findings = []
     for chunk in _chunks(units):
         findings += _verify(tool, root, chunk)
@@ -165,13 +178,13 @@ def _verify(tool: str, root: Path, units: list[str]) -> list[ToolFinding]:
 def security_check(p: Plan, files: dict[str, str], workdir: Path) -> tuple[dict[str, float], list[ToolFinding]]:
     """Overall exposure of each unit with a recorded one, by ``systemd-analyze security --offline=true``.
 
-    Output: ``{unit file: exposure}`` as printed by the tool, and findings where it differs
-    from the spec's ``hardening.exposure`` or exceeds :data:`EXPOSURE_LIMIT`.
+    Inputs: the plan, the rendered files, a scratch folder (as for :func:`verify_units`, whose
+    unit root it reuses). Output: ``{unit file: exposure}`` as printed by the tool, and findings
+    where it differs from the spec's ``hardening.exposure`` or exceeds :data:`EXPOSURE_LIMIT`.
     Raises :class:`ToolMissing` without systemd-analyze.
     """
     tool = need_tool("systemd-analyze")
-    root = workdir / "security-root"
-    _unit_root(p, files, root)
+    root, _ = _shared_unit_root(p, files, workdir)
     recorded = {s.unit_file: s.svc.hardening.exposure for s in p.services}
     recorded |= {f"{h.timer_unit}.service": h.hc.hardening.exposure for h in p.healthchecks if h.timer_unit}
     scores: dict[str, float] = {}

@@ -16,8 +16,17 @@ from pathlib import Path
 from . import Build, build_tree
 from .environment import TEMPLATES_DIR
 from .realtools import ToolFinding, security_check, verify_units
-from .rotation import rotate_service, rotation_findings, sandbox
+from .rotation import (
+    RotationRun,
+    Sandbox,
+    may_share_a_run,
+    rotate_service,
+    rotate_services,
+    rotation_findings,
+    sandbox,
+)
 from .syscheck import check_system_files
+from .views import ServiceView
 
 __all__ = ["Validation", "validate"]
 
@@ -53,26 +62,44 @@ def validate(spec_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> Validation:
     return out
 
 
+def _rotations(box: Sandbox, services: list[ServiceView], scratch: Path) -> dict[str, RotationRun]:
+    """Each service's rotation on ``rotate + 2`` simulated days. Services with as many days
+    rotate together (:func:`rotate_services`: one logrotate call per day for all of them);
+    a group whose logrotate printed an error, or whose logs could be mixed up, rotates one
+    service at a time, so every error names its own file."""
+    days: dict[int, list[str]] = {}
+    for sv in services:
+        days.setdefault(sv.policy.rotate + 2, []).append(sv.name)  # type: ignore[union-attr]
+    out: dict[str, RotationRun] = {}
+    for n, names in days.items():
+        together = len(names) > 1 and may_share_a_run(box, names)
+        if together:
+            (work := scratch / "rotate-all" / str(n)).mkdir(parents=True)
+            found = rotate_services(box, names, work, n)
+            together = not any(run.errors for run in found.values())
+        if not together:
+            found = {}
+            for name in names:
+                (work := scratch / "rotate-one" / name).mkdir(parents=True)
+                found[name] = rotate_service(box, name, work, n)
+        out |= found
+    return out
+
+
 def _validate_one(result: Build, scratch: Path, templates_dir: Path) -> Validation:
     out = Validation()
-    for name in ("verify", "security"):
-        (scratch / name).mkdir()
-    out.findings += verify_units(result.plan, result.files, scratch / "verify")
+    (scratch / "systemd").mkdir()  # one unit root for verify and security
+    out.findings += verify_units(result.plan, result.files, scratch / "systemd")
     units = [p.removeprefix("root/etc/systemd/system/") for p in result.files if p.startswith("root/etc/systemd/")]
     out.checked.append("systemd-analyze verify: " + ", ".join(units))
-    out.exposure, found = security_check(result.plan, result.files, scratch / "security")
+    out.exposure, found = security_check(result.plan, result.files, scratch / "systemd")
     out.findings += found
-    box = None
-    for sv in result.plan.services:
-        if sv.policy is None:
-            continue  # the journal: no logrotate file
-        box = box or sandbox(result.plan.spec, scratch / "rotate-root", templates_dir)  # planned once
-        runs = sv.policy.rotate + 2
-        work = scratch / f"rotate-{sv.name}"
-        work.mkdir()
-        run = rotate_service(box, sv.name, work, runs)
-        out.findings += rotation_findings(run, f"root{sv.logrotate_path}")
-        out.checked.append(f"logrotate -d, then -f on {runs} days: {sv.logrotate_path}")
+    rotated = [sv for sv in result.plan.services if sv.policy is not None]  # the journal: no logrotate file
+    runs = _rotations(sandbox(result.plan.spec, scratch / "rotate-root", templates_dir), rotated, scratch) \
+        if rotated else {}
+    for sv in rotated:
+        out.findings += rotation_findings(runs[sv.name], f"root{sv.logrotate_path}")
+        out.checked.append(f"logrotate -d, then -f on {len(runs[sv.name].days)} days: {sv.logrotate_path}")
     if not result.plan.services:
         return out  # a host running only a configured Redis: no account, folders or logs of ours
     (scratch / "system").mkdir()
