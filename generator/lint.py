@@ -7,7 +7,6 @@ path the spec did not mean. Each finding names the spec field to change. Errors 
 
 from __future__ import annotations
 
-import configparser
 import graphlib
 import re
 from collections.abc import Iterator
@@ -36,11 +35,27 @@ class Finding:
     severity: Literal["error", "warning"] = "error"
 
 
-def _unit_sections(text: str) -> configparser.RawConfigParser:
-    parser = configparser.RawConfigParser(strict=False, interpolation=None, comment_prefixes=("#", ";"))
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read_string(text)
-    return parser
+def _unit_settings(text: str, section: str) -> dict[str, str]:
+    """The settings of one section of a unit file, as systemd.syntax(7) reads them: ``[Section]``
+    headers, ``Key=Value`` with blanks around ``=`` dropped, lines starting with ``#`` or ``;``
+    ignored, a trailing backslash joining the next line; a key set twice keeps its last value
+    (what systemd does for a single-valued setting such as ``StandardOutput=``)."""
+    out: dict[str, str] = {}
+    current, pending = None, ""
+    for raw in text.splitlines():
+        line = pending + raw.strip()
+        pending = ""
+        if line.endswith("\\"):
+            pending = line[:-1] + " "
+            continue
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = line[1:-1]
+        elif current == section and "=" in line:
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
 
 
 def _logrotate_paths(text: str) -> list[str]:
@@ -53,9 +68,9 @@ def _logs(p: Plan, files: dict[str, str]) -> Iterator[Finding]:
     """Every append: file is rotated by exactly one stanza; every rotated path is written."""
     written: dict[str, ServiceView] = {}
     for sv in p.services:
-        unit = _unit_sections(files[f"root/etc/systemd/system/{sv.unit_file}"])
+        unit = _unit_settings(files[f"root/etc/systemd/system/{sv.unit_file}"], "Service")
         for key in ("StandardOutput", "StandardError"):
-            value = unit.get("Service", key, fallback="")
+            value = unit.get(key, "")
             if value.startswith("append:"):
                 written[value.removeprefix("append:")] = sv
     rotated: dict[str, list[str]] = {}

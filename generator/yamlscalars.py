@@ -16,6 +16,7 @@ be written to a UTF-8 file). Every refusal raises :class:`ScalarError` with a me
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Any
@@ -114,6 +115,15 @@ def _plain(text: str) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=4096)
+def _plain_value(text: str) -> Any:
+    """The value of an untagged plain scalar; the same words recur across a spec's services
+    (``true``, ``bench``, ``0640``...), so each is resolved once per run (values are immutable;
+    a refusal raises again each time, it is not cached)."""
+    value = _plain(text)
+    return _text(value) if isinstance(value, str) else value
+
+
 def _short(tag: str) -> str:
     return "!!" + tag.removeprefix(_CORE) if tag.startswith(_CORE) else tag
 
@@ -144,8 +154,7 @@ def scalar_value(node: yaml.ScalarNode) -> Any:
     text = str(node.value)
     tag = node.tag
     if tag == PLAIN:
-        value = _plain(text)
-        return _text(value) if isinstance(value, str) else value
+        return _plain_value(text)
     if not tag.startswith(_CORE) or tag.removeprefix(_CORE) not in {"str", "int", "float", "bool", "null"}:
         raise ScalarError(
             f"tag '{_short(tag)}' is not supported; spec values are text, numbers, true/false, null, lists and mappings"

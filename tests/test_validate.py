@@ -13,6 +13,7 @@ import pytest
 from helpers import REPO, SPEC_CASES, run_cli
 
 from generator.environment import TEMPLATES_DIR
+from generator.lint import _unit_settings
 from generator.realtools import EXPOSURE_LIMIT
 
 
@@ -212,3 +213,14 @@ def test_validate_rotates_with_the_templates_it_was_given(tmp_path: Path) -> Non
     result = run_cli("validate", "--spec", REPO / "spec", "--templates", templates)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "rotated files kept, rotate is 14" in result.stdout + result.stderr
+
+
+def test_lint_reads_a_unit_file_as_systemd_does() -> None:
+    """systemd.syntax(7): comments start with # or ;, a trailing backslash joins the next line
+    with a space, and a single-valued setting written twice keeps its last value."""
+    text = (
+        "[Unit]\nStandardOutput=append:/unit-section\n\n[Service]\n# StandardOutput=append:/commented\n"
+        "; StandardError=append:/commented\nStandardOutput = append:/a\\\nb\n"
+        "StandardError=append:/e\nStandardError=journal\n[Install]\nStandardError=append:/install\n"
+    )
+    assert _unit_settings(text, "Service") == {"StandardOutput": "append:/a b", "StandardError": "journal"}
