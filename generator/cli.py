@@ -16,20 +16,12 @@ from typing import Any, TypeVar
 
 import click
 
-from . import check as check_tree
-from . import render_to, treeid
-from .environment import TEMPLATES_DIR
-from .environments import dump_config, read_environment, shown_config
+from . import checkcache, treeid
 from .errors import GeneratorError, Problem, SpecError
-from .facts import facts_of
-from .layout import MANIFEST
-from .loader import load, validate_source
-from .output import FILE_MODE
-from .realtools import ToolMissing
-from .scaffold import init_spec
-from .schema import spec_file_schema
-from .validate import validate as validate_tree
-from .yamlsource import read_spec_dir
+from .layout import MANIFEST, TEMPLATES_DIR
+
+# Each command imports what it runs when it runs: `--help`, and a `check` answered from its
+# record (generator/checkcache.py), load neither pydantic nor Jinja.
 
 __all__ = ["main"]
 
@@ -84,6 +76,8 @@ def render(spec_dir: Path, build_dir: Path, templates_dir: Path) -> None:
     with the zachot-gen header line and matches its sha256). Exit 0 written, 2 on a
     spec/lint/template error or a foreign folder (nothing written).
     """
+    from .pipeline import render_to
+
     try:
         result = render_to(spec_dir, build_dir, templates_dir)
     except GeneratorError as exc:
@@ -103,11 +97,20 @@ def check(spec_dir: Path, build_dir: Path, templates_dir: Path) -> None:
     file), ``mode:`` (a file not at 0644) lines, then unified diffs. Exit 0 identical, 1
     drift, 2 on a spec error.
     """
+    if checkcache.is_up_to_date(spec_dir, build_dir, templates_dir):
+        click.echo(f"zachot-gen: {build_dir}/ is up to date")
+        return
+    snapshot = checkcache.Snapshot(spec_dir, build_dir, templates_dir)
+    from .output import FILE_MODE, diff
+    from .pipeline import app_inputs, build_tree
+
     try:
-        drift = check_tree(spec_dir, build_dir, templates_dir)
+        tree = build_tree(spec_dir, templates_dir)
+        drift = diff(build_dir, tree.files, marker=MANIFEST)
     except GeneratorError as exc:
         _fail(exc)
     if not drift:
+        snapshot.record_up_to_date(app_inputs(tree, spec_dir))
         click.echo(f"zachot-gen: {build_dir}/ is up to date")
         return
     for kind, paths in (("changed", drift.changed), ("missing", drift.missing), ("stale", drift.stale)):
@@ -141,6 +144,9 @@ def validate(spec_dir: Path, templates_dir: Path) -> None:
     simulated days in a sandbox. Exit 0 when every tool agrees, 1 when one reports a
     problem, 2 on a spec error or a missing tool.
     """
+    from .realtools import ToolMissing
+    from .validate import validate as validate_tree
+
     try:
         report = validate_tree(spec_dir, templates_dir)
     except GeneratorError as exc:
@@ -174,6 +180,8 @@ def init(spec_dir: Path, name: str, title: str | None, language: str, app: str |
     and validates as written, and its comments name the fields to fill next. Exit 0 written,
     2 when the folder holds files or a value is refused (nothing written).
     """
+    from .scaffold import init_spec
+
     try:
         written = init_spec(spec_dir, name, title=title, language=language, app=app, repo_url=repo_url)
     except GeneratorError as exc:
@@ -190,6 +198,10 @@ def config(spec_dir: Path, env: str | None) -> None:
     YAML, keys in the order written; an example of a ``secret: true`` variable is shown as
     ``<secret>``. The spec is validated first. Exit 0, 2 on a spec error or an unknown environment.
     """
+    from .environments import dump_config, read_environment, shown_config
+    from .loader import validate_source
+    from .yamlsource import read_spec_dir
+
     try:
         source = read_spec_dir(spec_dir) if env is None else read_environment(spec_dir, env)
         validate_source(source)
@@ -206,6 +218,8 @@ def schema() -> None:
     ``# yaml-language-server: $schema=.schema.json`` on the first line of each spec file for
     completion and hover docs in editors. Exit 0.
     """
+    from .schema import spec_file_schema
+
     click.echo(json.dumps(spec_file_schema(), indent=2, ensure_ascii=False))
 
 
@@ -216,6 +230,9 @@ def facts(spec_dir: Path) -> None:
 
     One fact per line: ``${name}`` then its value. Exit 0, 2 on a spec error.
     """
+    from .facts import facts_of
+    from .loader import load
+
     try:
         values = facts_of(load(spec_dir).spec)
     except GeneratorError as exc:

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import jinja2
 
 from .filters import FILTERS
+from .layout import TEMPLATES_DIR
 
 __all__ = ["TEMPLATES_DIR", "make_environment"]
-
-TEMPLATES_DIR = Path(str(resources.files("generator.templates")))
-"""The default templates folder: the package data of ``generator.templates`` (the checkout's
-templates/ in an editable install, site-packages/generator/templates in a wheel install; wheels
-are installed unpacked, so this is a real folder)."""
 
 
 def _bytecode_cache() -> jinja2.BytecodeCache | None:

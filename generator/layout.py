@@ -1,4 +1,5 @@
-"""Where each artifact is installed on the server and where it lands in build/.
+"""Where each artifact is installed on the server and where it lands in build/ (and where the
+templates it is rendered from are: :data:`TEMPLATES_DIR`).
 
 The one place that knows file names: the planner uses it to place artifacts, the facts
 (`${api.unit_path}` in spec prose) and the docs use it to name them, so a doc cannot
@@ -7,9 +8,11 @@ point at a path the tree does not hold.
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+from importlib import resources
+from pathlib import Path, PurePosixPath
 
 __all__ = [
+    "TEMPLATES_DIR",
     "ANSIBLE_DIR",
     "ANSIBLE_GROUPS",
     "ANSIBLE_RUNS_PREFIX",
@@ -28,6 +31,11 @@ __all__ = [
     "tmpfiles_path",
     "unit_path",
 ]
+
+TEMPLATES_DIR = Path(str(resources.files("generator.templates")))
+"""The default templates folder: the package data of ``generator.templates`` (the checkout's
+templates/ in an editable install, site-packages/generator/templates in a wheel install; wheels
+are installed unpacked, so this is a real folder)."""
 
 ROOT_DIR = "root"
 """build/root/ mirrors the server's filesystem: copy it onto `/` as it is."""

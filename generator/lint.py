@@ -20,7 +20,7 @@ from .planner import Plan, ServiceView
 from .runners import graceful_signals, python_module, stop_wait
 from .semantics import crash_loop_seconds
 
-__all__ = ["Finding", "lint"]
+__all__ = ["Finding", "lint", "source_inputs"]
 
 STOP_MARGIN_SEC = 5.0
 """A stop timeout closer than this to the app's own shutdown wait is a warning."""
@@ -305,6 +305,21 @@ def _code_roots(p: Plan, source: Path) -> list[Path]:
             top = found[1].split(".")[0]
             roots += [source / top, source / f"{top}.py"]
     return roots
+
+
+def source_inputs(p: Plan, source: Path) -> list[Path]:
+    """Every path under ``source`` whose presence or content lint reads: healthcheck scripts,
+    each runner module's file or package, and the code roots scanned for variable reads (a
+    folder stands for its Python files, :func:`generator.envscan.python_files`). A record of a
+    clean check (:mod:`generator.checkcache`) is only as good as this list; keep it beside
+    :func:`_programs` and :func:`_code_roots`, which read them."""
+    paths = [source / hc.script for hc in p.spec.healthchecks.values()] + _code_roots(p, source)
+    for sv in p.services:
+        found = python_module(sv.svc.runner)
+        if found is not None:
+            base = source.joinpath(*found[1].split("."))
+            paths += [base.with_suffix(".py"), base / "__init__.py"]
+    return list(dict.fromkeys(paths))
 
 
 def _env_vars(p: Plan, source: Path) -> Iterator[Finding]:

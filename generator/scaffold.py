@@ -14,9 +14,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import build
 from .environment import TEMPLATES_DIR, make_environment
 from .errors import Location, OutputError, Problem, SpecError
+from .pipeline import build
 from .schema import spec_file_schema
 from .spectypes import LINE_BREAKING, NAME_RE
 

@@ -13,8 +13,8 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import Build, build_tree
 from .environment import TEMPLATES_DIR
+from .pipeline import Build, build_tree
 from .realtools import ToolFinding, security_check, verify_units
 from .rotation import (
     RotationRun,

@@ -17,3 +17,12 @@ def zachot_spec(tmp_path: Path) -> Path:
     project = dst / "project.yaml"
     project.write_text(project.read_text().replace("  source: ..\n", f"  source: {REPO}\n"))  # the app stays here
     return dst
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_check_records(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """``zachot-gen check`` records clean checks under $XDG_CACHE_HOME (generator/checkcache.py):
+    the tests' records go to a folder of their own, never the user's ~/.cache."""
+    import os
+
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))

@@ -16,7 +16,8 @@ def test_the_quick_bench_runs_every_measurement_and_prints_the_table() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = {ln.split(" | ")[0].lstrip("| "): ln for ln in proc.stdout.splitlines() if ln.startswith("| ")}
     for what in ("python -c pass (floor)", "import jinja2, yaml, pydantic (floor)", "zachot-gen --help",
-                 "zachot-gen check (repo spec)", "render, 10 services", "bare Jinja loop, 10 units (peer)",
+                 "zachot-gen check (repo spec, full)", "zachot-gen check (repo spec, unchanged since a clean check)",
+                 "render, 10 services", "bare Jinja loop, 10 units (peer)",
                  "honcho export systemd, 10 processes (peer)", "check, 10 services", "validate, 10 services (once)"):
         assert what in rows, (what, proc.stdout)
         assert "refused" not in rows[what], rows[what]

@@ -1,0 +1,112 @@
+"""``zachot-gen check`` answers from its record (generator/checkcache.py) only while nothing the
+record covers has changed: after a recorded clean check, every kind of change below must still
+be found, by the full check, with the full check's own words and exit code."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from helpers import REPO
+
+from generator.environment import TEMPLATES_DIR
+
+HOUR_AGO = time.time() - 3600
+
+
+def _cli(tmp: Path, *args: str | Path, **env: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-c", "from generator.cli import main; main()", *map(str, args)]
+    environ = {**os.environ, "PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(tmp / "cache"), **env}
+    environ.pop("ZACHOT_GEN_NO_CACHE", None)
+    environ |= env
+    return subprocess.run(cmd, cwd=tmp, env=environ, capture_output=True, text=True, timeout=120)
+
+
+def _records(tmp: Path) -> list[Path]:
+    folder = tmp / "cache" / "zachot-gen" / "check"
+    return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+
+def _aged(root: Path) -> None:
+    """Files as a checkout has them: written well before the check (the record refuses app
+    files changed in the two seconds before a check, whose edit may race lint's read)."""
+    for path in [root, *root.rglob("*")]:
+        os.utime(path, (HOUR_AGO, HOUR_AGO))
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """The repo's spec, templates and app copied under ``tmp_path``, rendered into build/, and
+    checked once: the clean check left its record."""
+    shutil.copytree(REPO / "spec", tmp_path / "spec")
+    shutil.copytree(REPO / "app", tmp_path / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(TEMPLATES_DIR, tmp_path / "templates")
+    _aged(tmp_path / "app")
+    assert _cli(tmp_path, "render", "--templates", "templates").returncode == 0
+    first = _cli(tmp_path, "check", "--templates", "templates")
+    assert (first.returncode, first.stdout) == (0, "zachot-gen: build/ is up to date\n"), first.stderr
+    assert len(_records(tmp_path)) == 1
+    return tmp_path
+
+
+def _imports(stderr: str) -> set[str]:
+    """Top-level modules named by ``python -X importtime`` lines."""
+    return {ln.split("|")[-1].strip().split(".")[0] for ln in stderr.splitlines() if ln.startswith("import time:")}
+
+
+def test_an_unchanged_tree_is_answered_without_loading_the_generator(project: Path) -> None:
+    record = _records(project)[0].stat()
+    again = _cli(project, "check", "--templates", "templates", PYTHONPROFILEIMPORTTIME="1")
+    assert (again.returncode, again.stdout) == (0, "zachot-gen: build/ is up to date\n")
+    assert not {"pydantic", "jinja2", "yaml"} & _imports(again.stderr)
+    assert _records(project)[0].stat().st_ino == record.st_ino  # answered, not checked and recorded anew
+    full = _cli(project, "check", "--templates", "templates", PYTHONPROFILEIMPORTTIME="1", ZACHOT_GEN_NO_CACHE="1")
+    assert full.returncode == 0 and {"pydantic", "jinja2", "yaml"} <= _imports(full.stderr)
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def _append(path: Path, text: str) -> None:
+    path.write_text(path.read_text() + text)
+
+
+CHANGES: dict[str, tuple[Callable[[Path], None], int, str]] = {
+    "a spec value": (lambda p: _edit(p / "spec/services.yaml", "      timeout_sec: 90\n", "      timeout_sec: 95\n"),
+                     1, "changed: build/"),
+    "a template": (lambda p: _append(p / "templates/docs/README.md.j2", "One more line.\n"), 1, "changed: build/"),
+    "a built file": (lambda p: _edit(p / "build/manifest.tsv", "\n", "\n# hand edit\n"), 1, "changed: build/manifest.tsv"),
+    "a built file's mode": (lambda p: (p / "build/manifest.tsv").chmod(0o600), 1, "mode: build/manifest.tsv"),
+    "a stray file in build/": (lambda p: (p / "build/extra.txt").write_text("x\n"), 1, "stale: build/extra.txt"),
+    "an env read in the app": (lambda p: _append(p / "app/api.py", 'os.environ.get("UNDECLARED_X")\n'),
+                               2, "reads UNDECLARED_X"),
+    "a healthcheck script removed": (lambda p: (p / "app/healthchecks/redis_check.py").unlink(), 2, "does not exist"),
+}
+
+
+@pytest.mark.parametrize("what", list(CHANGES))
+def test_a_change_after_a_recorded_check_is_still_found(project: Path, what: str) -> None:
+    change, code, words = CHANGES[what]
+    change(project)
+    found = _cli(project, "check", "--templates", "templates")
+    assert found.returncode == code, found.stdout + found.stderr
+    assert words in found.stdout + found.stderr
+
+
+def test_no_record_without_the_cache_or_for_a_freshly_edited_app_file(tmp_path: Path, project: Path) -> None:
+    for record in _records(project):
+        record.unlink()
+    assert _cli(project, "check", "--templates", "templates", ZACHOT_GEN_NO_CACHE="1").returncode == 0
+    assert _records(project) == []
+    (project / "app/api.py").touch()  # just now: lint may have read it before this edit landed
+    assert _cli(project, "check", "--templates", "templates").returncode == 0
+    assert _records(project) == []
