@@ -3,29 +3,37 @@
 ``check`` renders the whole tree in memory and compares it with build/; most of its time is
 spent importing pydantic and Jinja and building the spec models. When it finds build/ up to
 date it records two digests: of everything the render read (the spec folder, the templates
-folder, zachot-gen's own code, the Python and library installs, the umask and working
-directory that the comparison and messages depend on, and the app files lint consulted:
-:func:`generator.lint.source_inputs`), and of build/ itself (every path, type, mode and
-content). Both are taken before the check and recorded only if they are the same after it (an
-edit made while it ran is never recorded as checked), and an app file changed in the two
-seconds before it is not recorded at all (its edit may race lint's read). The next ``check``
-that finds both digests unchanged says "up to date" without importing the generator, as
-``make`` or ``ruff`` skip work whose inputs did not change. Any
-difference, a record that is missing or unreadable, a folder too large to digest quickly, or
-``ZACHOT_GEN_NO_CACHE=1`` runs the full check. Only "up to date" is ever recorded: drift and
-errors are always found anew.
+folder, zachot-gen's own code, the Python and library installs, the text encoding, umask and
+working directory that the render, comparison and messages depend on, and the app as lint saw
+it: each ``project.source`` as written and where it leads, and the files lint consulted,
+:func:`generator.lint.source_inputs`), and of build/ itself (every path, type, mode, symlink
+target and content). A digest covers every entry's kind and a symlink's target, and reads
+regular files only (a FIFO or device is never opened).
+
+Both digests are taken before the check and recorded only if they are the same after it, and
+only if nothing they cover changed status (ctime: any write, rename, deletion or utime sets it,
+and nothing sets it back) since :data:`RACY_SEC` before the check began: an edit made while the
+check ran, even one undone or with its mtime put back, is never recorded as checked. The next
+``check`` that finds both digests unchanged says "up to date" without importing the generator,
+as ``make`` or ``ruff`` skip work whose inputs did not change. Any difference, a record that
+is missing or unreadable, a folder too large to digest quickly, or ``ZACHOT_GEN_NO_CACHE=1``
+runs the full check. Only "up to date" is ever recorded: drift and errors are found anew.
+Not covered: an in-place edit of a library's submodule (a reinstall is covered: it makes new
+files), or of the Python standard library without a version change.
 
 The records live in ``$XDG_CACHE_HOME/zachot-gen/check/`` (``~/.cache/zachot-gen/check/``),
-one small JSON file per (spec, build, templates, working directory); never in build/ or the
-spec, so a fresh clone (CI) simply runs the full check. This module imports only the
+one small JSON file per (spec, build, templates, working directory); never inside build/, the
+spec or the templates (no record then), so a fresh clone (CI) simply runs the full check. This module imports only the
 standard library: it runs before anything else of the generator is loaded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
+import locale
 import os
 import stat
 import sys
@@ -62,38 +70,49 @@ def _raise(exc: OSError) -> None:
 
 
 class _Digest:
-    """sha256 over a sequence of labelled entries, counting files and bytes against the caps."""
+    """sha256 over a sequence of labelled entries, counting files and bytes against the caps,
+    and noting the latest status change (ctime) of every entry it looked at."""
 
     def __init__(self) -> None:
         self.sha = hashlib.sha256()
         self.files = 0
         self.bytes = 0
         self.newest = 0.0
-        """The latest modification time (s since the epoch) of a file digested."""
+        """The latest ctime (s since the epoch) of a file or folder digested: any write, rename
+        into a folder, deletion from it or utime() sets it, and no tool can set it back."""
 
     def add(self, *parts: object) -> None:
         self.sha.update(repr(parts).encode("utf-8", "surrogateescape") + b"\n")
 
-    def file(self, label: str, path: Path) -> None:
-        self.files += 1
+    def entry(self, label: str, path: Path) -> None:
+        """One path: its kind (a symlink also by its target, then what it points at), and a
+        regular file's content; a FIFO or device is never opened."""
         try:
-            data = path.read_bytes()
-            self.newest = max(self.newest, path.stat().st_mtime)
+            st = os.lstat(path)
+            self.newest = max(self.newest, st.st_ctime)
+            if stat.S_ISLNK(st.st_mode):
+                self.add(label, "link", os.readlink(path))
+                st = os.stat(path)
+                self.newest = max(self.newest, st.st_ctime)
         except OSError as exc:
-            self.add(label, "unreadable", exc.errno)
+            self.add(label, "absent or unreadable", exc.errno)
             return
-        self.bytes += len(data)
+        kind, mode = stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode)
+        if not stat.S_ISREG(st.st_mode):
+            self.add(label, "kind", kind, mode)
+            return
+        self.files += 1
+        self.bytes += st.st_size
         if self.files > MAX_FILES or self.bytes > MAX_BYTES:
             raise _TooBig
-        self.add(label, "file", len(data), hashlib.sha256(data).hexdigest())
+        with open(path, "rb") as fh:
+            self.add(label, "file", mode, hashlib.file_digest(fh, "sha256").hexdigest())
 
     def folder(self, label: str, root: Path, keep: str | None = None, skip_hidden: bool = False) -> None:
-        """Every entry below ``root``: folders, symlinks (their target), files (their content;
-        only names ending in ``keep`` when given). Symlinked folders are entered once."""
+        """``root`` and every entry below it (:meth:`entry`; files only with names ending in
+        ``keep`` when given). A symlinked folder is recorded as a link and entered, once."""
+        self.entry(label, root)
         if not root.is_dir():
-            self.add(label, "absent" if not root.exists() else "not a folder")
-            if root.is_file():
-                self.file(label, root)
             return
         seen: set[tuple[int, int]] = set()
         for current, dirs, names in os.walk(root, followlinks=True, onerror=_raise):
@@ -104,30 +123,35 @@ class _Digest:
             seen.add((st.st_dev, st.st_ino))
             dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not (skip_hidden and d.startswith(".")))
             rel = os.path.relpath(current, root)
-            self.add(label, "folder", rel)
+            for name in dirs:
+                self.entry(f"{label}/{rel}/{name}/", Path(current) / name)
             for name in sorted(names):
                 if (keep and not name.endswith(keep)) or (skip_hidden and name.startswith(".")):
                     continue
-                path = Path(current) / name
-                if path.is_symlink():
-                    self.add(label, "link", rel, name, os.readlink(path))
-                self.file(f"{label}/{rel}/{name}", path)
+                self.entry(f"{label}/{rel}/{name}", Path(current) / name)
 
     def hexdigest(self) -> str:
         return self.sha.hexdigest()
 
 
 def _record_file(spec_dir: Path, build_dir: Path, templates_dir: Path) -> Path | None:
+    """Where the record for these folders and this working directory is; None when records
+    are off, no cache folder can be named (no absolute $XDG_CACHE_HOME, no home but /), or it
+    would lie inside build/, the spec or the templates."""
     if os.environ.get("ZACHOT_GEN_NO_CACHE"):
         return None
-    base = os.environ.get("XDG_CACHE_HOME") or (os.path.expanduser("~/.cache") if "HOME" in os.environ else "")
+    home = os.environ.get("HOME", "")
+    base = os.environ.get("XDG_CACHE_HOME") or (os.path.join(home, ".cache") if home not in ("", "/") else "")
     if not base or not os.path.isabs(base):
+        return None
+    where = Path(base).resolve() / "zachot-gen" / "check"
+    if any(where.is_relative_to(d.resolve()) for d in (spec_dir, build_dir, templates_dir)):
         return None
     key = hashlib.sha256(
         repr((str(spec_dir.absolute()), str(build_dir.absolute()), str(templates_dir.absolute()), os.getcwd())).encode(
             "utf-8", "surrogateescape")
     ).hexdigest()[:32]
-    return Path(base) / "zachot-gen" / "check" / f"{key}.json"
+    return where / f"{key}.json"
 
 
 def _umask() -> int:
@@ -136,9 +160,10 @@ def _umask() -> int:
     return mask
 
 
-def _inputs(spec_dir: Path, templates_dir: Path) -> str:
+def _inputs(spec_dir: Path, templates_dir: Path) -> _Digest:
     d = _Digest()
-    d.add(FORMAT, sys.version, sys.executable, os.getcwd(), _umask())
+    d.add(FORMAT, sys.version, sys.executable, sys.flags.utf8_mode, locale.getpreferredencoding(False), os.getcwd(),
+          _umask(), str(spec_dir.resolve()), str(templates_dir.resolve()))
     for name in LIBRARIES:
         spec = importlib.util.find_spec(name)
         origin = Path(spec.origin) if spec and spec.origin else None
@@ -147,34 +172,36 @@ def _inputs(spec_dir: Path, templates_dir: Path) -> str:
     d.folder("generator", _PACKAGE)
     d.folder("spec", spec_dir)
     d.folder("templates", templates_dir)
-    return d.hexdigest()
-
-
-def _sources(sources: Iterable[str]) -> _Digest:
-    """The app files lint read: each a file, or a folder's Python files."""
-    d = _Digest()
-    for source in sources:
-        d.folder(f"source {source}", Path(source), keep=".py", skip_hidden=True)
     return d
 
 
-def _tree(build_dir: Path) -> str:
+def _sources(roots: Iterable[str], paths: Iterable[str]) -> _Digest:
+    """The app as lint saw it: each ``project.source`` as written and where it leads now, and
+    each path lint read (a file, or a folder's Python files)."""
     d = _Digest()
+    for root in roots:
+        d.add("root", root, str(Path(root).resolve()))
+    for path in paths:
+        d.folder(f"source {path}", Path(path), keep=".py", skip_hidden=True)
+    return d
+
+
+def _tree(build_dir: Path) -> _Digest:
+    d = _Digest()
+    d.add("build", str(build_dir.resolve()))
+    d.entry("build", build_dir)
     if not build_dir.is_dir() or build_dir.is_symlink():
-        d.add("build", "not a folder")
-        return d.hexdigest()
+        return d
     for current, dirs, names in os.walk(build_dir, followlinks=False, onerror=_raise):
         dirs.sort()
         rel = os.path.relpath(current, build_dir)
         for name in sorted(names + dirs):
-            path = Path(current) / name
-            st = os.lstat(path)
-            d.add("entry", rel, name, stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode))
-            if stat.S_ISREG(st.st_mode):
-                d.file(f"{rel}/{name}", path)
-            elif stat.S_ISLNK(st.st_mode):
-                d.add("link", os.readlink(path))
-    return d.hexdigest()
+            d.entry(f"{rel}/{name}", Path(current) / name)
+    return d
+
+
+def _strings(value: object) -> list[str] | None:
+    return value if isinstance(value, list) and all(isinstance(v, str) for v in value) else None
 
 
 def is_up_to_date(spec_dir: Path, build_dir: Path, templates_dir: Path) -> bool:
@@ -188,52 +215,67 @@ def is_up_to_date(spec_dir: Path, build_dir: Path, templates_dir: Path) -> bool:
         record = json.loads(where.read_text(encoding="utf-8"))
         if not isinstance(record, dict) or record.get("format") != FORMAT:
             return False
-        sources = record.get("sources")
-        if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
+        roots, sources = _strings(record.get("roots")), _strings(record.get("sources"))
+        if roots is None or sources is None:
             return False
-        return bool(record.get("tree") == _tree(build_dir)
-                    and record.get("inputs") == _inputs(spec_dir, templates_dir)
-                    and record.get("source_digest") == _sources(sources).hexdigest())
+        return bool(record.get("tree") == _tree(build_dir).hexdigest()
+                    and record.get("inputs") == _inputs(spec_dir, templates_dir).hexdigest()
+                    and record.get("source_digest") == _sources(roots, sources).hexdigest())
     except (OSError, ValueError, _TooBig, RecursionError):
         return False
 
 
+RACY_SEC = 2.0
+"""A file or folder whose status changed less than this before the check began (or since) is
+too fresh to record: a coarse clock may not have told the edit apart from the check's read."""
+
+
 class Snapshot:
     """The digests of build/ and of the inputs taken just before a full check: recorded after
-    it only if they are the same then, so an edit made while the check ran is never recorded
-    as checked."""
+    it only if they are the same then and nothing digested changed status (ctime) since
+    :data:`RACY_SEC` before the check began, so nothing edited, renamed, deleted or put back
+    while the check ran is ever recorded as checked."""
 
     def __init__(self, spec_dir: Path, build_dir: Path, templates_dir: Path) -> None:
         self.dirs = (spec_dir, build_dir, templates_dir)
         self.started = time.time()
+        self.digests: tuple[str, str] | None = None
         try:
-            self.digests: tuple[str, str] | None = (_tree(build_dir), _inputs(spec_dir, templates_dir))
+            if _record_file(spec_dir, build_dir, templates_dir) is not None:  # records off: no digest work
+                self.digests = (_tree(build_dir).hexdigest(), _inputs(spec_dir, templates_dir).hexdigest())
         except (OSError, ValueError, _TooBig, RecursionError):
             self.digests = None
 
-    def record_up_to_date(self, sources: Iterable[Path]) -> None:
-        """Record that the full check found build/ up to date; ``sources`` are the app files
-        and folders lint consulted (:func:`generator.lint.source_inputs`). Nothing is recorded
-        when records are off, a digest changed during the check, an app file is newer than
-        two seconds before the check began (its edit may have raced lint's read), or the
+    def record_up_to_date(self, roots: Iterable[Path], sources: Iterable[Path]) -> None:
+        """Record that the full check found build/ up to date. ``roots`` are the spec's
+        ``project.source`` folders as written (unresolved), ``sources`` the app files and
+        folders lint read (:func:`generator.lint.source_inputs`). Nothing is recorded when
+        records are off, a digest changed, an entry is too fresh (:data:`RACY_SEC`), or the
         record cannot be written. Written atomically (a temporary file renamed over it)."""
         spec_dir, build_dir, templates_dir = self.dirs
+        tmp = None
         try:
             where = _record_file(spec_dir, build_dir, templates_dir)
             if where is None or self.digests is None:
                 return
-            if (_tree(build_dir), _inputs(spec_dir, templates_dir)) != self.digests:
-                return
             names = sorted({str(s.absolute()) for s in sources})
-            source = _sources(names)
-            if source.newest >= self.started - 2:
+            links = sorted({str(r.absolute()) for r in roots})
+            now = (_tree(build_dir), _inputs(spec_dir, templates_dir), _sources(links, names))
+            if (now[0].hexdigest(), now[1].hexdigest()) != self.digests:
                 return
-            record = {"format": FORMAT, "sources": names, "tree": self.digests[0], "inputs": self.digests[1],
-                      "source_digest": source.hexdigest()}
+            if max(d.newest for d in now) >= self.started - RACY_SEC:
+                return
+            record = {"format": FORMAT, "roots": links, "sources": names, "tree": self.digests[0],
+                      "inputs": self.digests[1], "source_digest": now[2].hexdigest()}
             where.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd, tmp = tempfile.mkstemp(prefix=".record-", dir=where.parent)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(record, fh)
             os.replace(tmp, where)
+            tmp = None
         except (OSError, ValueError, _TooBig, RecursionError):
             return
+        finally:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)

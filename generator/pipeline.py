@@ -153,14 +153,18 @@ def build_files(spec_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> dict[str
     return build_tree(spec_dir, templates_dir).files
 
 
-def app_inputs(tree: Tree, spec_dir: Path) -> list[Path]:
-    """The app's files and folders the lint of every build of ``tree`` consulted
-    (:func:`generator.lint.source_inputs` under each ``project.source``)."""
+def app_inputs(tree: Tree, spec_dir: Path) -> tuple[list[Path], list[Path]]:
+    """What the lint of every build of ``tree`` read of the app: each ``project.source`` as
+    the spec names it (``spec_dir / source``, unresolved: a symlink on the way may be
+    repointed), and the files and folders consulted below where it led
+    (:func:`generator.lint.source_inputs`)."""
+    roots: list[Path] = []
     paths: list[Path] = []
     for b in tree.builds.values():
         if b.plan.spec.project.source:
-            paths += source_inputs(b.plan, (spec_dir / b.plan.spec.project.source).resolve())
-    return list(dict.fromkeys(paths))
+            roots.append(spec_dir / b.plan.spec.project.source)
+            paths += source_inputs(b.plan, roots[-1].resolve())
+    return list(dict.fromkeys(roots)), list(dict.fromkeys(paths))
 
 
 def render_to(spec_dir: Path, build_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> Tree:

@@ -26,7 +26,7 @@ _SUFFIXES = (".d", ".conf", ".service", ".socket", ".timer", ".target", ".path",
 @cache
 def reserved_names() -> frozenset[str]:
     """The names of :data:`RESERVED_FILE`. Raises ``OSError`` when the file is missing (a broken install)."""
-    return frozenset(line.strip() for line in RESERVED_FILE.read_text().splitlines() if line.strip())
+    return frozenset(line.strip() for line in RESERVED_FILE.read_text(encoding="utf-8").splitlines() if line.strip())
 
 
 def stem(name: str) -> str:

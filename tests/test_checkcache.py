@@ -15,17 +15,15 @@ from pathlib import Path
 import pytest
 from helpers import REPO
 
+from generator.checkcache import RACY_SEC
 from generator.environment import TEMPLATES_DIR
-
-HOUR_AGO = time.time() - 3600
 
 
 def _cli(tmp: Path, *args: str | Path, **env: str) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-c", "from generator.cli import main; main()", *map(str, args)]
-    environ = {**os.environ, "PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(tmp / "cache"), **env}
+    environ = {**os.environ, "PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(tmp / "cache")}
     environ.pop("ZACHOT_GEN_NO_CACHE", None)
-    environ |= env
-    return subprocess.run(cmd, cwd=tmp, env=environ, capture_output=True, text=True, timeout=120)
+    return subprocess.run(cmd, cwd=tmp, env=environ | env, capture_output=True, text=True, timeout=120)
 
 
 def _records(tmp: Path) -> list[Path]:
@@ -33,11 +31,10 @@ def _records(tmp: Path) -> list[Path]:
     return sorted(folder.glob("*.json")) if folder.is_dir() else []
 
 
-def _aged(root: Path) -> None:
-    """Files as a checkout has them: written well before the check (the record refuses app
-    files changed in the two seconds before a check, whose edit may race lint's read)."""
-    for path in [root, *root.rglob("*")]:
-        os.utime(path, (HOUR_AGO, HOUR_AGO))
+def _settle() -> None:
+    """Let what was just written age past RACY_SEC: a check records nothing that changed status
+    (ctime) in the two seconds before it began, and ctime cannot be set back."""
+    time.sleep(RACY_SEC + 0.2)
 
 
 @pytest.fixture
@@ -47,8 +44,8 @@ def project(tmp_path: Path) -> Path:
     shutil.copytree(REPO / "spec", tmp_path / "spec")
     shutil.copytree(REPO / "app", tmp_path / "app", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(TEMPLATES_DIR, tmp_path / "templates")
-    _aged(tmp_path / "app")
     assert _cli(tmp_path, "render", "--templates", "templates").returncode == 0
+    _settle()
     first = _cli(tmp_path, "check", "--templates", "templates")
     assert (first.returncode, first.stdout) == (0, "zachot-gen: build/ is up to date\n"), first.stderr
     assert len(_records(tmp_path)) == 1
@@ -90,6 +87,9 @@ CHANGES: dict[str, tuple[Callable[[Path], None], int, str]] = {
     "an env read in the app": (lambda p: _append(p / "app/api.py", 'os.environ.get("UNDECLARED_X")\n'),
                                2, "reads UNDECLARED_X"),
     "a healthcheck script removed": (lambda p: (p / "app/healthchecks/redis_check.py").unlink(), 2, "does not exist"),
+    "spec/env/ swapped for a symlink to its copy": (
+        lambda p: (shutil.move(p / "spec/env", p / "env-copy"), (p / "spec/env").symlink_to(p / "env-copy")),
+        2, "plain folder"),
 }
 
 
@@ -110,3 +110,33 @@ def test_no_record_without_the_cache_or_for_a_freshly_edited_app_file(tmp_path: 
     (project / "app/api.py").touch()  # just now: lint may have read it before this edit landed
     assert _cli(project, "check", "--templates", "templates").returncode == 0
     assert _records(project) == []
+
+
+def test_a_repointed_source_link_is_the_app_it_leads_to_now(project: Path) -> None:
+    """project.source through a symlink (a release layout): after the link moves to an app
+    that reads an undeclared variable, the check must lint that app, not answer from the record
+    of the old one."""
+    (project / "v1").mkdir()
+    shutil.move(project / "app", project / "v1/app")
+    shutil.copytree(project / "v1", project / "v2")
+    (project / "v2/app/api.py").write_text((project / "v2/app/api.py").read_text() + 'os.getenv("UNDECLARED_Y")\n')
+    (project / "current").symlink_to("v1")
+    _edit(project / "spec/project.yaml", "  source: ..\n", "  source: ../current\n")
+    _settle()
+    for _ in range(2):
+        assert _cli(project, "check", "--templates", "templates").returncode == 0
+    assert len(_records(project)) == 1
+    (project / "current").unlink()
+    (project / "current").symlink_to("v2")
+    found = _cli(project, "check", "--templates", "templates")
+    assert found.returncode == 2 and "reads UNDECLARED_Y" in found.stderr
+
+
+def test_a_fifo_in_the_spec_is_not_opened_and_records_stay_out_of_the_tree(project: Path) -> None:
+    os.mkfifo(project / "spec/pipe")  # a reader would block forever
+    assert _cli(project, "check", "--templates", "templates").returncode == 0
+    inside = {"XDG_CACHE_HOME": str(project / "build/.cache")}
+    for _ in range(2):
+        checked = _cli(project, "check", "--templates", "templates", **inside)
+        assert (checked.returncode, checked.stdout) == (0, "zachot-gen: build/ is up to date\n"), checked.stdout
+    assert not (project / "build/.cache").exists()
