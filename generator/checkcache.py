@@ -96,6 +96,7 @@ class _Digest:
                 self.newest = max(self.newest, st.st_ctime)
         except OSError as exc:
             self.add(label, "absent or unreadable", exc.errno)
+            self.ancestry(path.parent)  # a deletion shows in its folder's ctime
             return
         kind, mode = stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode)
         if not stat.S_ISREG(st.st_mode):
@@ -107,6 +108,24 @@ class _Digest:
             raise _TooBig
         with open(path, "rb") as fh:
             self.add(label, "file", mode, hashlib.file_digest(fh, "sha256").hexdigest())
+
+    def ancestry(self, path: Path) -> None:
+        """The ctime of every component of ``path`` (as written, and as resolved) that exists,
+        and each symlink's target: a link or folder on the way that was repointed or moved,
+        even and back, shows. Components that do not exist are skipped, and so is the ctime
+        of a sticky folder (/tmp, shared by everyone, changes every moment; its entries
+        cannot be moved by others)."""
+        absolute = Path(os.path.abspath(path))
+        for seen in (absolute, absolute.resolve()):
+            for part in (seen, *seen.parents):
+                try:
+                    st = os.lstat(part)
+                except OSError:
+                    continue
+                if not st.st_mode & stat.S_ISVTX:
+                    self.newest = max(self.newest, st.st_ctime)
+                if stat.S_ISLNK(st.st_mode):
+                    self.add("on the way", str(part), os.readlink(part))
 
     def folder(self, label: str, root: Path, keep: str | None = None, skip_hidden: bool = False) -> None:
         """``root`` and every entry below it (:meth:`entry`; files only with names ending in
@@ -137,15 +156,16 @@ class _Digest:
 def _record_file(spec_dir: Path, build_dir: Path, templates_dir: Path) -> Path | None:
     """Where the record for these folders and this working directory is; None when records
     are off, no cache folder can be named (no absolute $XDG_CACHE_HOME, no home but /), or it
-    would lie inside build/, the spec or the templates."""
+    would lie inside build/, the spec, the templates or zachot-gen's own code (the app's
+    folders are refused when the record is written, :meth:`Snapshot.record_up_to_date`)."""
     if os.environ.get("ZACHOT_GEN_NO_CACHE"):
         return None
     home = os.environ.get("HOME", "")
     base = os.environ.get("XDG_CACHE_HOME") or (os.path.join(home, ".cache") if home not in ("", "/") else "")
     if not base or not os.path.isabs(base):
         return None
-    where = Path(base).resolve() / "zachot-gen" / "check"
-    if any(where.is_relative_to(d.resolve()) for d in (spec_dir, build_dir, templates_dir)):
+    where = (Path(base) / "zachot-gen" / "check").resolve()
+    if any(where.is_relative_to(d.resolve()) for d in (spec_dir, build_dir, templates_dir, _PACKAGE)):
         return None
     key = hashlib.sha256(
         repr((str(spec_dir.absolute()), str(build_dir.absolute()), str(templates_dir.absolute()), os.getcwd())).encode(
@@ -162,16 +182,17 @@ def _umask() -> int:
 
 def _inputs(spec_dir: Path, templates_dir: Path) -> _Digest:
     d = _Digest()
-    d.add(FORMAT, sys.version, sys.executable, sys.flags.utf8_mode, locale.getpreferredencoding(False), os.getcwd(),
-          _umask(), str(spec_dir.resolve()), str(templates_dir.resolve()))
+    d.add(FORMAT, sys.version, sys.executable, sys.path, sys.flags.utf8_mode, locale.getpreferredencoding(False),
+          os.getcwd(), _umask(), str(spec_dir.resolve()), str(templates_dir.resolve()))
     for name in LIBRARIES:
         spec = importlib.util.find_spec(name)
         origin = Path(spec.origin) if spec and spec.origin else None
         st = origin.stat() if origin is not None else None  # a reinstall makes new files
         d.add("library", name, str(origin), st and (st.st_ino, st.st_size, st.st_mtime_ns))
     d.folder("generator", _PACKAGE)
-    d.folder("spec", spec_dir)
-    d.folder("templates", templates_dir)
+    for label, folder in (("spec", spec_dir), ("templates", templates_dir)):
+        d.ancestry(folder)
+        d.folder(label, folder)
     return d
 
 
@@ -181,7 +202,9 @@ def _sources(roots: Iterable[str], paths: Iterable[str]) -> _Digest:
     d = _Digest()
     for root in roots:
         d.add("root", root, str(Path(root).resolve()))
+        d.ancestry(Path(root))
     for path in paths:
+        d.ancestry(Path(path))
         d.folder(f"source {path}", Path(path), keep=".py", skip_hidden=True)
     return d
 
@@ -189,6 +212,7 @@ def _sources(roots: Iterable[str], paths: Iterable[str]) -> _Digest:
 def _tree(build_dir: Path) -> _Digest:
     d = _Digest()
     d.add("build", str(build_dir.resolve()))
+    d.ancestry(build_dir)
     d.entry("build", build_dir)
     if not build_dir.is_dir() or build_dir.is_symlink():
         return d
@@ -221,7 +245,7 @@ def is_up_to_date(spec_dir: Path, build_dir: Path, templates_dir: Path) -> bool:
         return bool(record.get("tree") == _tree(build_dir).hexdigest()
                     and record.get("inputs") == _inputs(spec_dir, templates_dir).hexdigest()
                     and record.get("source_digest") == _sources(roots, sources).hexdigest())
-    except (OSError, ValueError, _TooBig, RecursionError):
+    except (OSError, ValueError, RuntimeError, _TooBig, RecursionError):
         return False
 
 
@@ -243,7 +267,7 @@ class Snapshot:
         try:
             if _record_file(spec_dir, build_dir, templates_dir) is not None:  # records off: no digest work
                 self.digests = (_tree(build_dir).hexdigest(), _inputs(spec_dir, templates_dir).hexdigest())
-        except (OSError, ValueError, _TooBig, RecursionError):
+        except (OSError, ValueError, RuntimeError, _TooBig, RecursionError):
             self.digests = None
 
     def record_up_to_date(self, roots: Iterable[Path], sources: Iterable[Path]) -> None:
@@ -260,6 +284,8 @@ class Snapshot:
                 return
             names = sorted({str(s.absolute()) for s in sources})
             links = sorted({str(r.absolute()) for r in roots})
+            if any(where.is_relative_to(Path(n).resolve()) for n in names):
+                return  # a record inside the app's code that lint reads would change what it records
             now = (_tree(build_dir), _inputs(spec_dir, templates_dir), _sources(links, names))
             if (now[0].hexdigest(), now[1].hexdigest()) != self.digests:
                 return
@@ -273,7 +299,7 @@ class Snapshot:
                 json.dump(record, fh)
             os.replace(tmp, where)
             tmp = None
-        except (OSError, ValueError, _TooBig, RecursionError):
+        except (OSError, ValueError, RuntimeError, _TooBig, RecursionError):
             return
         finally:
             if tmp is not None:

@@ -110,7 +110,10 @@ def check(spec_dir: Path, build_dir: Path, templates_dir: Path) -> None:
     except GeneratorError as exc:
         _fail(exc)
     if not drift:
-        snapshot.record_up_to_date(*app_inputs(tree, spec_dir))
+        try:
+            snapshot.record_up_to_date(*app_inputs(tree, spec_dir))
+        except (OSError, RuntimeError):  # the app's path changed under the check: no record
+            pass
         click.echo(f"zachot-gen: {build_dir}/ is up to date")
         return
     for kind, paths in (("changed", drift.changed), ("missing", drift.missing), ("stale", drift.stale)):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import functools
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +101,7 @@ def env_reads(files: Iterable[Path], prefix: str | None = None) -> list[EnvRead]
             st = path.stat()
         except OSError:
             continue
-        if st.st_size > MAX_FILE_BYTES:
+        if st.st_size > MAX_FILE_BYTES or not stat.S_ISREG(st.st_mode):  # a FIFO would block the read
             continue
         for name, line in _file_reads(path, st.st_mtime_ns, st.st_size, prefix):
             if name not in first:

@@ -54,7 +54,7 @@ def _build_slice(
     """Plan, render and lint ``spec`` (all of ``loaded``'s, or host ``host``'s slice) as the tree at ``tree``."""
     p = plan(spec)
     files = render(p, templates_dir, tree, host)
-    source = (spec_dir / spec.project.source).resolve() if spec.project.source else None
+    source = _source(spec_dir, loaded, spec)
     too_big = tree_size_problem(loaded, files, sum(f.stat().st_size for f in loaded.files))
     if too_big is not None:
         raise SpecError([too_big])
@@ -65,6 +65,17 @@ def _build_slice(
         raise SpecError(errors)
     warnings = [loaded.problem(f.path, f"warning: {f.message}{where}") for f in findings if f.severity == "warning"]
     return Build(files, p, warnings)
+
+
+def _source(spec_dir: Path, loaded: Loaded, spec: Spec) -> Path | None:
+    """``project.source`` resolved against ``spec_dir``; a symlink loop on the way is a spec
+    error at the field (pathlib raises RuntimeError for it)."""
+    if not spec.project.source:
+        return None
+    try:
+        return (spec_dir / spec.project.source).resolve()
+    except (RuntimeError, OSError) as exc:
+        raise SpecError([loaded.problem(("project", "source"), f"cannot be followed: {exc}")]) from None
 
 
 def _slices(spec_dir: Path, templates_dir: Path, env: str | None) -> tuple[dict[str, Build], dict[str, str]]:

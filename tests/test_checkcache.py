@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 from helpers import REPO
 
-from generator.checkcache import RACY_SEC
+from generator.checkcache import RACY_SEC, Snapshot
 from generator.environment import TEMPLATES_DIR
+from generator.layout import MANIFEST
+from generator.output import diff
+from generator.pipeline import app_inputs, build_tree
 
 
 def _cli(tmp: Path, *args: str | Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -140,3 +143,63 @@ def test_a_fifo_in_the_spec_is_not_opened_and_records_stay_out_of_the_tree(proje
         checked = _cli(project, "check", "--templates", "templates", **inside)
         assert (checked.returncode, checked.stdout) == (0, "zachot-gen: build/ is up to date\n"), checked.stdout
     assert not (project / "build/.cache").exists()
+
+
+def _snapshot_then(project: Path, spec: Path, during: Callable[[], None], monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """A full check of ``spec`` in-process, as the CLI runs it, with ``during`` happening after
+    lint read the app and before the record is written; returns the records there are then."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(project / "cache"))
+    monkeypatch.chdir(project)
+    for record in _records(project):
+        record.unlink()
+    build, templates = Path("build"), Path("templates")
+    snapshot = Snapshot(spec, build, templates)
+    tree = build_tree(spec, templates)
+    assert not diff(build, tree.files, marker=MANIFEST)
+    during()
+    snapshot.record_up_to_date(*app_inputs(tree, spec))
+    return _records(project)
+
+
+def test_nothing_is_recorded_when_the_app_or_a_link_above_the_spec_changed_during_the_check(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The two races a review staged with inotify: a healthcheck script outside the code lint
+    scans deleted after lint found it, and a symlink above spec/ repointed and back."""
+    (project / "scripts").mkdir()
+    script = project / "scripts/redis_check.py"
+    shutil.copy(project / "app/healthchecks/redis_check.py", script)
+    _edit(project / "spec/healthchecks.yaml", "script: app/healthchecks/redis_check.py", "script: scripts/redis_check.py")
+    _edit(project / "spec/project.yaml", "  source: ..\n", f"  source: {project}\n")
+    for side in ("y", "z"):
+        (project / side).mkdir()
+        shutil.copytree(project / "spec", project / side / "spec")
+    (project / "current").symlink_to("y")
+    spec = Path("current/spec")
+    assert _cli(project, "render", "--spec", spec, "--templates", "templates").returncode == 0
+    _settle()
+    assert len(_snapshot_then(project, spec, lambda: None, monkeypatch)) == 1  # undisturbed: recorded
+    _settle()
+    assert _snapshot_then(project, spec, script.unlink, monkeypatch) == []  # deleted after lint read it
+    shutil.copy(project / "app/healthchecks/redis_check.py", script)
+    _settle()
+
+    def flip_and_back() -> None:
+        for target in ("z", "y"):
+            (project / "current.new").symlink_to(target)
+            os.replace(project / "current.new", project / "current")
+
+    assert _snapshot_then(project, spec, flip_and_back, monkeypatch) == []
+
+
+def test_loops_fifos_and_linked_cache_folders_end_cleanly(project: Path) -> None:
+    (project / "loop").symlink_to("loop")
+    looped = _cli(project, "check", "--templates", "templates", "--build", "loop")
+    assert looped.returncode == 2 and "Traceback" not in looped.stderr, looped.stderr
+    os.mkfifo(project / "app/evil.py")  # lint's scan of the app must not block on it
+    assert _cli(project, "check", "--templates", "templates").returncode == 0
+    (project / "linked").mkdir()
+    (project / "linked/zachot-gen").symlink_to(project / "build")  # the cache folder would be build/
+    for _ in range(2):
+        checked = _cli(project, "check", "--templates", "templates", XDG_CACHE_HOME=str(project / "linked"))
+        assert checked.returncode == 0, checked.stdout
+    assert sorted(p.name for p in (project / "build").iterdir()) == ["manifest.tsv", "production", "staging"]
