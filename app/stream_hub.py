@@ -7,10 +7,13 @@ dedicated connection, reads every followed job stream in a single call (Redis do
 one or multiple streams"), and hands each entry to the subscribers of its key that are behind it.
 
 * Each key is read from the lowest position any of its subscribers has; a subscriber gets an entry
-  only once, in order (stream IDs ``0-<seq>``, :mod:`app.progress`).
-* A subscription to a key that the XREAD in flight does not cover wakes the reader with
-  ``CLIENT UNBLOCK <id>`` (Redis docs: the blocked command returns as if its timeout elapsed), so
-  its first events are not late by up to a block period. Should the wake reach Redis before the
+  only once, in order (stream IDs ``0-<seq>``, :mod:`app.progress`). A subscriber behind the
+  position a reply was read from gets nothing of that reply (it would skip the entries between)
+  and is served by the next read, which starts at its position.
+* A subscription behind the XREAD in flight (a new key, or one read from further on: a client
+  resuming with an older Last-Event-ID than the other streams of its job) wakes the reader.
+  The wake is ``CLIENT UNBLOCK <id>`` (Redis docs: the blocked command returns as if its timeout
+  elapsed), so its first events are not late by up to a block period. Should the wake reach Redis before the
   XREAD does, the events come at the end of that block instead (at most :data:`BLOCK_SECONDS`).
 * A Redis error ends every subscription (each gets the error; its SSE stream closes and the client
   reconnects with Last-Event-ID); the reader tries again after :data:`RETRY_SECONDS` for whoever
@@ -76,7 +79,8 @@ class EventHub:
         self._waker = waker
         self._block_ms = max(1, int(block_seconds * 1000))
         self._subs: dict[str, set[Subscription]] = {}
-        self._reading: frozenset[str] = frozenset()
+        self._reading: dict[str, int] = {}
+        """Each key of the XREAD in flight and the seq it reads after."""
         self._reader_id: int | None = None
         self._wake_sent = False
         self._changed = asyncio.Event()
@@ -106,7 +110,7 @@ class EventHub:
         sub = Subscription(key, after)
         self._subs.setdefault(key, set()).add(sub)
         self._changed.set()
-        if key not in self._reading:
+        if after < self._reading.get(key, after + 1):  # not read at all, or read from beyond ``after``
             await self._wake()
         return sub
 
@@ -136,23 +140,25 @@ class EventHub:
             try:
                 if self._reader_id is None:
                     self._reader_id = int(await self._reader.client_id())
-                streams: dict[str, str] = {k: f"0-{min(s.last for s in subs)}" for k, subs in self._subs.items()}
-                self._reading, self._wake_sent = frozenset(streams), False
+                reading = {k: min(s.last for s in subs) for k, subs in self._subs.items()}
+                self._reading, self._wake_sent = reading, False
+                streams = {k: f"0-{seq}" for k, seq in reading.items()}
                 resp = await self._reader.xread(streams, count=COUNT, block=self._block_ms)  # type: ignore[arg-type]
             except RedisError as exc:
-                self._reading, self._reader_id = frozenset(), None
+                self._reading, self._reader_id = {}, None
                 self._fail_all(exc)
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
-            self._reading = frozenset()
-            self._deliver(resp)
+            self._reading = {}
+            self._deliver(resp, reading)
 
-    def _deliver(self, resp: Any) -> None:
+    def _deliver(self, resp: Any, read_after: dict[str, int]) -> None:
+        """Hand each entry of ``resp`` (the entries after ``read_after[key]``, in order) to the
+        subscribers of its key that were at or past that seq when it was read; one that
+        subscribed since from further back waits for the next read, from its own position."""
         items = resp.items() if isinstance(resp, dict) else (resp or [])  # RESP3 map / RESP2 list
         for key, entries in items:
-            subs = self._subs.get(key)
-            if not subs:
-                continue
+            subs = [sub for sub in self._subs.get(key, ()) if sub.last >= read_after.get(key, 0)]
             for entry_id, fields in entries:
                 seq = int(entry_id.split("-", 1)[1])
                 entry: Entry = (seq, fields.get("event", "progress"), fields.get("data", "{}"))

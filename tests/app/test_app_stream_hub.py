@@ -60,6 +60,35 @@ def test_each_subscriber_gets_each_entry_once_in_order_from_its_own_position(red
     assert [e[1] for e in late if isinstance(e, tuple)] == ["progress"] * 3 + ["done"]
 
 
+def test_a_stream_resuming_behind_the_blocked_read_of_its_job_gets_every_entry(redis_server: RedisServer) -> None:
+    """The server drill's case: after an API restart one client of a job had already caught up
+    to seq 3 (the reader then blocks reading after 3) when another resumed with Last-Event-ID 1.
+    It must get 2 and 3 at once, not only what comes after 3 (the drill saw ids 1, 2, 9, 10...)."""
+    store = JobStore(make_redis_client(redis_server.url), 600)
+    store.create("b" * 32, 5, 0)
+    for step in (1, 2, 3):
+        store.commit_step("b" * 32, step, 5, {})
+
+    async def run() -> tuple[list[Entry | RedisError], list[Entry | RedisError]]:
+        hub, pool = _hub(redis_server.url, 30.0)
+        hub.start()
+        try:
+            ahead = await hub.subscribe(events_key("b" * 32), 0)
+            assert [e[0] for e in await _take(ahead, 3, 10) if isinstance(e, tuple)] == [1, 2, 3]
+            await asyncio.sleep(0.5)  # the reader is now in a 30 s XREAD BLOCK after seq 3
+            behind = await hub.subscribe(events_key("b" * 32), 1)
+            caught_up = await _take(behind, 2, 5)
+            await asyncio.to_thread(store.commit_step, "b" * 32, 4, 5, {})
+            return caught_up + await _take(behind, 1, 10), await _take(ahead, 1, 10)
+        finally:
+            await hub.close()
+            await pool.aclose()
+
+    behind, ahead = asyncio.run(run())
+    assert [e[0] for e in behind if isinstance(e, tuple)] == [2, 3, 4]
+    assert [e[0] for e in ahead if isinstance(e, tuple)] == [4]
+
+
 def test_a_new_stream_wakes_the_blocked_reader(redis_server: RedisServer) -> None:
     """The reader blocks 30 s on the streams it had; a new one must not wait for that block to end."""
     client = redis_server.client()
