@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -35,11 +36,29 @@ def _hub(url: str, block_seconds: float) -> tuple[EventHub, aioredis.Redis]:
                     pool, block_seconds), pool
 
 
-def test_each_subscriber_gets_each_entry_once_in_order_from_its_own_position(redis_server: RedisServer) -> None:
-    store = JobStore(make_redis_client(redis_server.url), 600)
-    store.create("a" * 32, 5, 0)
+@contextlib.asynccontextmanager
+async def _running_hub(url: str, block_seconds: float) -> AsyncIterator[EventHub]:
+    """A started hub (:func:`_hub`), closed with its pool on the way out."""
+    hub, pool = _hub(url, block_seconds)
+    hub.start()
+    try:
+        yield hub
+    finally:
+        await hub.close()
+        await pool.aclose()
+
+
+def _job_at_step_3(url: str, job_id: str) -> JobStore:
+    """A job of 5 steps whose first 3 are committed (stream entries 1..3)."""
+    store = JobStore(make_redis_client(url), 600)
+    store.create(job_id, 5, 0)
     for step in (1, 2, 3):
-        store.commit_step("a" * 32, step, 5, {})
+        store.commit_step(job_id, step, 5, {})
+    return store
+
+
+def test_each_subscriber_gets_each_entry_once_in_order_from_its_own_position(redis_server: RedisServer) -> None:
+    store = _job_at_step_3(redis_server.url, "a" * 32)
 
     async def run() -> tuple[list[Entry | RedisError], list[Entry | RedisError]]:
         hub, pool = _hub(redis_server.url, 1.0)
@@ -64,15 +83,10 @@ def test_a_stream_resuming_behind_the_blocked_read_of_its_job_gets_every_entry(r
     """The server drill's case: after an API restart one client of a job had already caught up
     to seq 3 (the reader then blocks reading after 3) when another resumed with Last-Event-ID 1.
     It must get 2 and 3 at once, not only what comes after 3 (the drill saw ids 1, 2, 9, 10...)."""
-    store = JobStore(make_redis_client(redis_server.url), 600)
-    store.create("b" * 32, 5, 0)
-    for step in (1, 2, 3):
-        store.commit_step("b" * 32, step, 5, {})
+    store = _job_at_step_3(redis_server.url, "b" * 32)
 
     async def run() -> tuple[list[Entry | RedisError], list[Entry | RedisError]]:
-        hub, pool = _hub(redis_server.url, 30.0)
-        hub.start()
-        try:
+        async with _running_hub(redis_server.url, 30.0) as hub:
             ahead = await hub.subscribe(events_key("b" * 32), 0)
             assert [e[0] for e in await _take(ahead, 3, 10) if isinstance(e, tuple)] == [1, 2, 3]
             await asyncio.sleep(0.5)  # the reader is now in a 30 s XREAD BLOCK after seq 3
@@ -80,9 +94,6 @@ def test_a_stream_resuming_behind_the_blocked_read_of_its_job_gets_every_entry(r
             caught_up = await _take(behind, 2, 5)
             await asyncio.to_thread(store.commit_step, "b" * 32, 4, 5, {})
             return caught_up + await _take(behind, 1, 10), await _take(ahead, 1, 10)
-        finally:
-            await hub.close()
-            await pool.aclose()
 
     behind, ahead = asyncio.run(run())
     assert [e[0] for e in behind if isinstance(e, tuple)] == [2, 3, 4]
