@@ -95,8 +95,7 @@ class _Digest:
                 st = os.stat(path)
                 self.newest = max(self.newest, st.st_ctime)
         except OSError as exc:
-            self.add(label, "absent or unreadable", exc.errno)
-            self.ancestry(path.parent)  # a deletion shows in its folder's ctime
+            self.add(label, "absent or unreadable", exc.errno)  # its deletion: the callers' ancestry()
             return
         kind, mode = stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode)
         if not stat.S_ISREG(st.st_mode):
