@@ -1,10 +1,11 @@
 """Run the real tools on a rendered tree, independent of the checking host.
 
 * ``systemd-analyze verify`` in a throwaway root (``--root=``): the host's systemd unit
-  folder is copied in for the standard targets, external units (Redis) get stub unit
-  files, and every ``Exec*=`` program gets an empty executable stub, so the check needs
-  neither the service's binaries nor its packages on this machine. ``verify`` exits 0 on
-  warnings and on lines it ignores, so any line it prints is a failure.
+  folder is hard-linked in (copied where links are refused) for the standard targets,
+  external units (Redis) get stub unit files, and every ``Exec*=`` program gets an empty
+  executable stub, so the check needs neither the service's binaries nor its packages on
+  this machine. ``verify`` exits 0 on warnings and on lines it ignores, so any line it prints
+  is a failure.
 * ``systemd-analyze security --offline=true`` in the same root: the overall exposure must
   equal the one the spec records and stay at or under :data:`EXPOSURE_LIMIT`.
 * :func:`nss_env` for logrotate runs (:mod:`generator.rotation`): users and groups named
@@ -92,9 +93,37 @@ def _exec_programs(unit_text: str) -> set[str]:
     return programs
 
 
+def _link_or_copy(src: str, dst: str) -> None:
+    """A hard link to ``src`` at ``dst``, or a copy where the kernel refuses one (another
+    filesystem; ``fs.protected_hardlinks`` for a file this user does not own)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _put(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
+    """Write ``text`` to a new file at ``root/rel`` with ``mode``. Whatever was there is
+    unlinked first: a hard link into the host's unit folder (:func:`_link_or_copy`) must never
+    be written through, whatever path a spec's ``Exec*=`` names; nor is anything written where
+    a linked symlink would lead out of ``root`` (the file is left out: verify says it is missing)."""
+    path = root / rel.lstrip("/")
+    if not path.parent.resolve().is_relative_to(root.resolve()):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink() or path.exists():
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
+
 def _unit_root(p: Plan, files: dict[str, str], root: Path) -> list[str]:
-    """Lay out a root for systemd-analyze; returns the unit paths (inside the root) to check."""
-    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    """Lay out a root for systemd-analyze; returns the unit paths (inside the root) to check.
+    The host's units are linked in, never written: every file of ours is a new one (:func:`_put`)."""
+    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True,
+                    copy_function=_link_or_copy)
     lib = root / "usr/lib/systemd/system"
     programs = {"/usr/bin/true"}
     for ext in p.spec.external_units.values():
@@ -104,29 +133,24 @@ def _unit_root(p: Plan, files: dict[str, str], root: Path) -> list[str]:
             continue
         for stale in lib.glob(f"{ext.unit}*"):
             stale.unlink()
-        (lib / f"{ext.unit}.service").write_text(
-            f"[Unit]\nDescription=stub of {ext.unit} for verification\n\n[Service]\nExecStart=/usr/bin/true\n"
-        )
+        _put(lib, f"{ext.unit}.service",
+             f"[Unit]\nDescription=stub of {ext.unit} for verification\n\n[Service]\nExecStart=/usr/bin/true\n")
     units = []
     for rel, text in files.items():
         if rel.startswith("root/etc/systemd/system/"):
             target = root / rel.removeprefix("root/")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text)
+            _put(root, rel.removeprefix("root/"), text)
             dropin_of = target.parent.name.removesuffix(".d") if target.parent.name.endswith(".d") else None
             units.append(dropin_of or "/" + rel.removeprefix("root/"))  # a drop-in: check the unit it changes
             programs |= _exec_programs(text)
     for program in programs:
-        stub = root / program.lstrip("/")
-        stub.parent.mkdir(parents=True, exist_ok=True)
-        stub.write_text("#!/bin/sh\nexit 0\n")
-        stub.chmod(0o755)
+        _put(root, program, "#!/bin/sh\nexit 0\n", 0o755)
     return sorted(units)
 
 
 def _shared_unit_root(p: Plan, files: dict[str, str], workdir: Path) -> tuple[Path, list[str]]:
     """The root :func:`_unit_root` lays out in ``workdir/unit-root``, laid out by the first
-    call for ``workdir`` and reused by the next (verify, then security: the copy of
+    call for ``workdir`` and reused by the next (verify, then security: laying out
     /usr/lib/systemd/system is most of their own time); the units to check are listed in
     ``workdir/units``."""
     root, listed = workdir / "unit-root", workdir / "units"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Set as AbstractSet
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -142,9 +143,11 @@ def render_hosts(
 
 
 def render(
-    p: Plan, templates_dir: Path = TEMPLATES_DIR, tree: str = "build", host: str | None = None
+    p: Plan, templates_dir: Path = TEMPLATES_DIR, tree: str = "build", host: str | None = None,
+    only: AbstractSet[str] | None = None,
 ) -> dict[str, str]:
-    """Render every artifact of ``p`` and the manifest.
+    """Render every artifact of ``p`` and the manifest; with ``only``, just the artifacts at
+    those paths, and no manifest (validate's rotation sandbox needs the logrotate files alone).
 
     Input: a :class:`Plan`, the templates folder, and where the docs say the tree lies
     relative to the repository (``build``, or ``build/<env>`` for an environment), and the host
@@ -156,7 +159,7 @@ def render(
     env = make_environment(templates_dir)
     shared = _shared_context(p, templates_dir) | {"tree": tree, "host": host}
     out: dict[str, str] = {}
-    for a in p.artifacts:
+    for a in p.artifacts if only is None else [a for a in p.artifacts if a.path in only]:
         try:
             out[a.path] = env.get_template(a.template).render({**shared, **a.context})
         except jinja2.TemplateSyntaxError as exc:
@@ -165,5 +168,6 @@ def render(
             raise TemplateError(f"{a.template} (rendering {a.path}): {exc}") from None
         except ValueError as exc:
             raise TemplateError(f"{a.template} (rendering {a.path}): {exc}") from None
-    out[layout.MANIFEST] = manifest_text(p)
+    if only is None:
+        out[layout.MANIFEST] = manifest_text(p)
     return out

@@ -98,7 +98,8 @@ def _read(path: Path) -> list[str]:
 
 @dataclass(frozen=True)
 class Sandbox:
-    """A spec planned and rendered once with its root moved under ``root`` (a scratch folder):
+    """A spec planned once with its root moved under ``root`` (a scratch folder), and its
+    logrotate files rendered (``files``: {path in the tree: text}):
     every service's rotation reuses it, one after another, each in a fresh logs folder."""
 
     plan: Plan
@@ -106,9 +107,11 @@ class Sandbox:
 
 
 def sandbox(spec: Spec, root: Path, templates_dir: Path = TEMPLATES_DIR) -> Sandbox:
-    """Plan and render ``spec`` with its paths moved under ``root`` (an empty scratch folder)."""
+    """Plan ``spec`` with its paths moved under ``root`` (an empty scratch folder) and render its
+    logrotate files, the only ones a rotation reads."""
     p = plan(_moved(spec, root))
-    return Sandbox(p, render(p, templates_dir))
+    logrotate_files = {f"root{sv.logrotate_path}" for sv in p.services if sv.logrotate_path}
+    return Sandbox(p, render(p, templates_dir, only=logrotate_files))
 
 
 def rotate_in_sandbox(
@@ -262,8 +265,10 @@ def kept_days(run: RotationRun) -> list[dt.date]:
     return kept
 
 
-def _expected_names(run: RotationRun, log: str) -> list[str]:
-    """Patterns (re) of the archives ``log`` should have, oldest first."""
+def _expected_suffixes(run: RotationRun) -> list[str]:
+    """Patterns (re) of what follows a log's name in the archives it should have, oldest first
+    (``-20260103\\.gz``): the same for every log of ``run``, so each compiles once, not once
+    per archive."""
     pol = run.policy
     kept = kept_days(run)
     names = []
@@ -271,12 +276,19 @@ def _expected_names(run: RotationRun, log: str) -> list[str]:
         return []  # numbered names: checked by count only
     for n, day in enumerate(kept):
         # the day's date; a time of day in the format (%H %M %S %s) is whatever logrotate's clock said
-        stamp = day.strftime(re.sub(r"%([HMSs])", r"@\1@", pol.dateformat))
-        name = re.escape(f"{log}{stamp}")
-        name = re.sub(r"@s@", r"\\d+", re.sub(r"@[HMS]@", r"\\d\\d", name))
+        stamp = re.escape(day.strftime(re.sub(r"%([HMSs])", r"@\1@", pol.dateformat)))
+        stamp = re.sub(r"@s@", r"\\d+", re.sub(r"@[HMS]@", r"\\d\\d", stamp))
         newest = n == len(kept) - 1
-        names.append(name + (r"\.gz" if pol.compress and not (pol.delaycompress and newest) else ""))
+        names.append(stamp + (r"\.gz" if pol.compress and not (pol.delaycompress and newest) else ""))
     return names
+
+
+def _named_as(rotated: list[str], log: str, suffixes: list[str]) -> bool:
+    """Whether ``rotated`` (sorted) are ``log`` followed by each of ``suffixes`` in turn."""
+    if len(rotated) != len(suffixes):
+        return False
+    pairs = zip(suffixes, rotated, strict=True)
+    return all(name.startswith(log) and re.fullmatch(suffix, name[len(log) :]) for suffix, name in pairs)
 
 
 def rotation_findings(run: RotationRun, artifact: str) -> list[ToolFinding]:
@@ -290,12 +302,13 @@ def rotation_findings(run: RotationRun, artifact: str) -> list[ToolFinding]:
     """
     out = [ToolFinding(artifact, "logrotate -f", e) for e in run.errors]
     pol = run.policy
+    suffixes = _expected_suffixes(run)
     for log_path in run.logs:
         log = log_path.name
         rotated = sorted(f for f in run.files if _is_rotated(f, log))
-        want = _expected_names(run, log)
-        if want and not (len(rotated) == len(want) and all(map(re.fullmatch, want, rotated))):
-            out.append(ToolFinding(artifact, "rotation", f"{log}: rotated files {rotated}, expected {sorted(want)}"))
+        if suffixes and not _named_as(rotated, log, suffixes):
+            want = sorted(re.escape(log) + suffix for suffix in suffixes)
+            out.append(ToolFinding(artifact, "rotation", f"{log}: rotated files {rotated}, expected {want}"))
         if len(rotated) != len(kept_days(run)):
             limits = f"rotate is {pol.rotate}" + (f", maxage {pol.maxage}" if pol.maxage else "")
             out.append(ToolFinding(artifact, "rotation", f"{log}: {len(rotated)} rotated files kept, {limits}"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gzip
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 from helpers import REPO, edited_spec
 
 from generator import load_spec
-from generator.rotation import RotationRun, rotate_in_sandbox
+from generator.rotation import RotationRun, rotate_in_sandbox, rotation_findings
 
 RUNS = 16  # rotate 14 + 2: the two oldest must have been removed
 
@@ -38,6 +39,20 @@ def test_dated_names_gzip_delaycompress_and_retention(run: tuple[RotationRun, Pa
     # days 2026-01-01 .. 2026-01-16; rotate 14 keeps 01-03 .. 01-16; the newest is not compressed yet
     assert names == [f"{name(d)}.gz" for d in range(3, 16)] + [name(16)]
     assert gzip.decompress((_logs_dir(run[1]) / f"{name(15)}.gz").read_bytes()).startswith(b"api.log batch 14 ")
+
+
+def test_an_archive_named_for_another_day_or_log_is_a_finding(run: tuple[RotationRun, Path]) -> None:
+    """The names are matched against the policy's dateformat per day (``-%Y-%m-%d-%s``, the
+    seconds any digits): the real run passes; the same files with one archive renamed do not."""
+    assert rotation_findings(run[0], "root/etc/logrotate.d/zachot-api") == []
+    newest = max(n for n in run[0].files if n.startswith("api.log-"))
+    for wrong in (newest.replace("2026-01-16", "2026-01-17"), newest.replace("-2026", "-x2026"),
+                  newest.replace("api.log-", "api.err-"), newest + ".gz"):
+        files = {(wrong if n == newest else n): mode for n, mode in run[0].files.items()}
+        found = rotation_findings(dataclasses.replace(run[0], files=files), "root/etc/logrotate.d/zachot-api")
+        said = [f.message for f in found if f.tool == "rotation" and "expected" in f.message]
+        assert len(said) == 1 and said[0].startswith("api.log: rotated files "), (wrong, found)
+        assert r"'api\\.log\\-2026\\-01\\-16\\-\\d+'" in said[0], said[0]  # the patterns, as before
 
 
 def test_writer_keeps_writing_into_the_live_file(run: tuple[RotationRun, Path]) -> None:

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import REPO, SPEC_CASES, run_cli
+from helpers import REPO, SPEC_CASES, edited_spec, run_cli
 
 from generator.environment import TEMPLATES_DIR
 from generator.lint import _unit_settings
@@ -224,3 +224,15 @@ def test_lint_reads_a_unit_file_as_systemd_does() -> None:
         "StandardError=append:/e\nStandardError=journal\n[Install]\nStandardError=append:/install\n"
     )
     assert _unit_settings(text, "Service") == {"StandardOutput": "append:/a b", "StandardError": "journal"}
+
+
+def test_validate_never_writes_into_the_hosts_unit_folder(tmp_path: Path) -> None:
+    """verify's root links the host's /usr/lib/systemd/system in (realtools._link_or_copy), and
+    every Exec*= program gets a stub: a program named after a host unit file must become a new
+    file in the root, not a write through the link into the host's own unit."""
+    host_unit = Path("/usr/lib/systemd/system/multi-user.target")
+    before = host_unit.read_bytes(), host_unit.stat().st_mode, host_unit.stat().st_nlink
+    spec, _ = edited_spec(tmp_path, "gunicorn_command", ("/usr/local/bin/ledger-sync", str(host_unit)))
+    result = run_cli("validate", "--spec", spec)
+    assert "multi-user.target" in result.stdout + result.stderr  # the program was really this file
+    assert (host_unit.read_bytes(), host_unit.stat().st_mode, host_unit.stat().st_nlink) == before
