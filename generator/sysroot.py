@@ -1,7 +1,8 @@
 """A scratch root holding a base Debian system, for running systemd-sysusers/-tmpfiles on it.
 
 :func:`scratch_root` makes the folder and refuses one that is not strictly below the
-temporary folder (where ``validate`` keeps its TemporaryDirectory); :func:`run_tool` runs a
+temporary folder or /dev/shm (where ``validate`` keeps its TemporaryDirectory,
+:mod:`generator.scratch`); :func:`run_tool` runs a
 tool with ``--root=`` always set to such a folder, so nothing here touches the host's /etc.
 
 :func:`lay_base` lays out what every Debian 12 server has before the tree is installed:
@@ -38,12 +39,12 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import layout
 from .realtools import ToolMissing, need_tool
+from .scratch import scratch_bases
 
 __all__ = [
     "BASE_PASSWD",
@@ -86,7 +87,8 @@ class SysrootError(ToolMissing):
 def scratch_root(workdir: Path) -> Path:
     """Create and return ``workdir/sysroot``, empty, root:root 0755.
 
-    Raises :class:`ValueError` when ``workdir`` is not strictly below the temporary folder,
+    Raises :class:`ValueError` when ``workdir`` is not strictly below the temporary folder
+    (or /dev/shm, :func:`generator.scratch.scratch_bases`),
     :class:`FileExistsError` when the folder exists, :class:`SysrootError` when not root.
     """
     _guard(workdir)
@@ -99,9 +101,9 @@ def scratch_root(workdir: Path) -> Path:
 
 
 def _guard(folder: Path) -> None:
-    tmp = Path(tempfile.gettempdir()).resolve()
-    if tmp not in folder.resolve().parents:
-        raise ValueError(f"a scratch root must lie below {tmp} (a TemporaryDirectory), not {folder}")
+    bases = scratch_bases()
+    if not any(base in folder.resolve().parents for base in bases):
+        raise ValueError(f"a scratch root must lie below {bases[0]} (a TemporaryDirectory), not {folder}")
 
 
 def run_tool(tool: str, root: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -4,7 +4,9 @@ Builds the spec in memory (spec and lint errors raise as for ``render``), then r
 ``systemd-analyze verify``, ``systemd-analyze security --offline=true``, and
 ``logrotate -d`` plus a sandboxed rotation of every service's logs (:mod:`generator.rotation`),
 and ``systemd-sysusers``/``systemd-tmpfiles --create`` on a scratch root holding a base Debian
-system (:mod:`generator.syscheck`). Nothing under build/ or on the host's /etc is touched.
+system (:mod:`generator.syscheck`). Nothing under build/ or on the host's /etc is touched; the
+scratch folders are in memory (/dev/shm) when there is room, else in the temporary folder
+(:mod:`generator.scratch`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from .rotation import (
     rotation_findings,
     sandbox,
 )
+from .scratch import scratch_parent
 from .syscheck import check_system_files
 from .views import ServiceView
 
@@ -50,7 +53,8 @@ def validate(spec_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> Validation:
     """
     tree = build_tree(spec_dir, templates_dir)
     out = Validation()
-    with tempfile.TemporaryDirectory(prefix="zachot-validate-") as tmp:
+    size = sum(len(text) for result in tree.builds.values() for text in result.files.values())
+    with tempfile.TemporaryDirectory(prefix="zachot-validate-", dir=scratch_parent(size)) as tmp:
         for env, result in tree.builds.items():
             scratch = Path(tmp) / (env or "tree")
             scratch.mkdir(parents=True)

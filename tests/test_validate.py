@@ -6,6 +6,7 @@ and must fail with its own message; the repo's spec must pass.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -226,13 +227,21 @@ def test_lint_reads_a_unit_file_as_systemd_does() -> None:
     assert _unit_settings(text, "Service") == {"StandardOutput": "append:/a b", "StandardError": "journal"}
 
 
-def test_validate_never_writes_into_the_hosts_unit_folder(tmp_path: Path) -> None:
+def test_validate_never_writes_into_the_hosts_unit_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """verify's root links the host's /usr/lib/systemd/system in (realtools._link_or_copy), and
     every Exec*= program gets a stub: a program named after a host unit file must become a new
-    file in the root, not a write through the link into the host's own unit."""
+    file in the root, not a write through the link into the host's own unit. The scratch is put
+    on /usr's filesystem (TMPDIR) so that links are really made."""
     host_unit = Path("/usr/lib/systemd/system/multi-user.target")
+    try:
+        os.link(host_unit, tmp_path / "probe")
+    except OSError as exc:
+        pytest.skip(f"no hard link to the host's units can be made here ({exc}): copies cannot write through")
+    (tmp_path / "probe").unlink()
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     before = host_unit.read_bytes(), host_unit.stat().st_mode, host_unit.stat().st_nlink
     spec, _ = edited_spec(tmp_path, "gunicorn_command", ("/usr/local/bin/ledger-sync", str(host_unit)))
     result = run_cli("validate", "--spec", spec)
     assert "multi-user.target" in result.stdout + result.stderr  # the program was really this file
     assert (host_unit.read_bytes(), host_unit.stat().st_mode, host_unit.stat().st_nlink) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("zachot-validate-")]  # the scratch is gone
