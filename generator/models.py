@@ -7,12 +7,12 @@ reports each dangling name at the exact place it was written.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, Strict
 
 from .alerts import OnFailure
+from .checkmodels import Check, ExitCode, NotChecked
 from .docmodels import (
     Backup,
     BackupTarget,
@@ -26,6 +26,7 @@ from .docmodels import (
     Principle,
     Scenario,
 )
+from .hostmodels import Host
 from .limits import Limits
 from .redisconf import RedisSettings
 from .runners import DramatiqRunner, Runner, UvicornRunner
@@ -356,35 +357,6 @@ class LogPolicy(_Model):
         return self.dateext and "%s" not in self.dateformat and "%S" not in self.dateformat
 
 
-class ExitCode(_Model):
-    """What one exit code of a healthcheck means."""
-
-    status: Annotated[str, Field(pattern=r"^[A-Z][A-Z_]*$")]
-    """Short status word (OK, DEGRADED, DOWN, SKIP, BROKEN)."""
-    meaning: Text
-
-
-class Check(_Model):
-    """One check of a healthcheck script."""
-
-    id: Name
-    title: Text
-    description: Text
-    fails_as: int | Annotated[list[int], Field(min_length=1, max_length=8)]
-    """Exit code the script returns when this check fails, or several, worst first, when the check
-    tells failures apart (e.g. ``[2, 1]``: keys unreadable -> 2, no live heartbeat -> 1)."""
-
-    @property
-    def exits(self) -> list[int]:
-        """``fails_as`` as a list, worst first."""
-        return self.fails_as if isinstance(self.fails_as, list) else [self.fails_as]
-
-
-class NotChecked(_Model):
-    what: Text
-    why: Text
-
-
 class Healthcheck(_Model):
     """A healthcheck program of the app and how it is wired into systemd."""
 
@@ -411,39 +383,6 @@ class Healthcheck(_Model):
     not_checked: list[NotChecked] = []
     hardening: Hardening = Hardening()
     """Sandboxing of the timer's oneshot unit (role `monitor` with every_sec)."""
-
-
-PRIVATE_NETWORKS = tuple(
-    ipaddress.ip_network(n)
-    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "fc00::/7", "::1/128")
-)
-"""Where a host's address may lie: RFC 1918, RFC 4193 (ULA) and loopback, nothing else."""
-
-
-def _private_address(value: str) -> str:
-    try:
-        if "%" in value:
-            raise ValueError(value)
-        address = ipaddress.ip_address(value)
-    except ValueError:
-        raise ValueError("must be an IPv4 or IPv6 address, e.g. 10.0.1.11 (no zone id, no brackets)") from None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
-    if not any(address in net for net in PRIVATE_NETWORKS):
-        raise ValueError(
-            f"{value} is not a private host address (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7, or "
-            "loopback for one host): services talk to each other over the private network only"
-        )
-    return str(address)
-
-
-class Host(_Model):
-    """One server of an environment: its private address and what it runs."""
-
-    address: Annotated[str, AfterValidator(_private_address)]
-    """The address the other hosts reach it at (RFC 1918 or ULA; loopback for a one-host environment)."""
-    runs: Annotated[list[Name], Field(min_length=1)]
-    """The services and external units (spec names) on this host."""
 
 
 class Spec(_Model):
