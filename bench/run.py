@@ -145,7 +145,7 @@ def _cpu_ratio(a: Figure, b: Figure) -> str:
 
 
 def _validate_row(n: int, spec: Path, checked: Figure, work: Path) -> tuple[Figure, str]:
-    """``validate`` at ``n`` services, once (it runs its tools ~10 times per service), its tools'
+    """``validate`` at ``n`` services, once (its tools run 16 times, whatever ``n``), its tools'
     share measured by bench/validate_probe.py; the ratio is its own time over ``check``'s."""
     probe = work / f"validate-{n}.json"
     v = measure(f"validate, {n} services (once)",
