@@ -131,8 +131,11 @@ def _unit_root(p: Plan, files: dict[str, str], root: Path) -> list[str]:
         if ext.redis is not None and template.exists():  # the packaged template, checked with our drop-in
             programs |= _exec_programs(template.read_text())
             continue
-        for stale in lib.glob(f"{ext.unit}*"):
-            stale.unlink()
+        dropins = lib / f"{ext.unit}.service.d"  # the host's drop-ins must not change the stub
+        if dropins.is_symlink():
+            dropins.unlink()
+        elif dropins.is_dir():
+            shutil.rmtree(dropins)  # links and copies of ours: the host's files stay
         _put(lib, f"{ext.unit}.service",
              f"[Unit]\nDescription=stub of {ext.unit} for verification\n\n[Service]\nExecStart=/usr/bin/true\n")
     units = []

@@ -245,3 +245,13 @@ def test_validate_never_writes_into_the_hosts_unit_folder(tmp_path: Path, monkey
     assert "multi-user.target" in result.stdout + result.stderr  # the program was really this file
     assert (host_unit.read_bytes(), host_unit.stat().st_mode, host_unit.stat().st_nlink) == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("zachot-validate-")]  # the scratch is gone
+
+
+def test_an_external_unit_named_like_a_host_target_validates(tmp_path: Path) -> None:
+    """An external unit gets a stub unit file in verify's root. Its name may begin like a host
+    unit that has a folder beside it (getty.target.wants): only its own ``.service`` (and any
+    ``.service.d``) is replaced, never a traceback on the folder."""
+    spec, _ = edited_spec(tmp_path, "worker_split_group", ("    unit: redis-server\n", "    unit: getty\n"))
+    result = run_cli("validate", "--spec", spec)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
