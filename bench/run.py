@@ -127,6 +127,12 @@ def _remover(path: Path) -> Callable[[], None]:
     return lambda: shutil.rmtree(path, ignore_errors=True)
 
 
+def _written(path: Path) -> str:
+    """What a run left in ``path``: its file count and bytes (MB), the work behind a ratio."""
+    files = [f for f in path.rglob("*") if f.is_file()]
+    return f"{len(files)} files, {sum(f.stat().st_size for f in files) / 1e6:.1f} MB"
+
+
 def _honcho() -> list[str] | None:
     found = shutil.which("honcho", path=str(Path(PY).parent)) or shutil.which("honcho")
     return [found] if found else None
@@ -186,7 +192,9 @@ def run(sizes: Sequence[int], repeat: int, work: Path, validate_upto: int = 100)
                            repeat, before=_remover(out))
         loop = measure(f"bare Jinja loop, {n} units (peer)", [PY, "-c", JINJA_LOOP, str(n), str(loop_out)],
                        repeat, before=_remover(loop_out))
-        rows += [(rendered, f"{_ratio(rendered, loop)} the Jinja loop (CPU {_cpu_ratio(rendered, loop)})"), (loop, "")]
+        rows += [(rendered, f"{_ratio(rendered, loop)} the Jinja loop (CPU {_cpu_ratio(rendered, loop)}); "
+                            f"wrote {_written(out)}"),
+                 (loop, f"wrote {_written(loop_out)}")]
         if honcho:
             procfile = work / f"Procfile-{n}"
             procfile.write_text("".join(f"svc{i}: uvicorn svc{i}.main:app --port {10000 + i}\n" for i in range(n)))
@@ -194,7 +202,7 @@ def run(sizes: Sequence[int], repeat: int, work: Path, validate_upto: int = 100)
                            [*honcho, "export", "-f", str(procfile), "-a", "bench", "systemd", str(honcho_out)],
                            repeat, before=_remover(honcho_out))
             rows.append((peer, ""))
-            rows[-3] = (rendered, rows[-3][1] + f", {_ratio(rendered, peer)} honcho")
+            rows[-3] = (rendered, rows[-3][1].replace("; wrote", f", {_ratio(rendered, peer)} honcho; wrote"))
         if rendered.seconds is not None:
             checked_n = measure(f"check, {n} services", [*CLI, "check", "--spec", str(spec), "--build", str(out)],
                                 repeat, env=FULL)
