@@ -7,10 +7,13 @@ command line, or a missing tool.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
+import shutil
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,6 +51,38 @@ def _fail(exc: GeneratorError, wrote: bool = False) -> None:
     else:
         click.echo(f"zachot-gen: error: {exc}", err=True)
     sys.exit(EXIT_ERROR)
+
+
+class _Stopped(Exception):
+    """A signal asked the command to stop (:func:`_raise_on_signals`)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _raise_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise :class:`_Stopped`, as Ctrl-C raises KeyboardInterrupt, so that
+    every ``with`` on the way out runs: validate's scratch folder is removed and a running tool
+    is killed (``subprocess.run`` kills its child on any exception) instead of both being left
+    behind. The previous handlers are put back after."""
+    def stop(signum: int, frame: object) -> None:
+        raise _Stopped(signum)
+
+    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _os_error_text(exc: OSError) -> str:
+    """One line for ``exc``: a ``shutil.Error`` of a copy carries one entry per file it failed."""
+    failed = exc.args[0] if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list) else []
+    if failed and len(failed[0]) == 3:
+        return str(failed[0][2]) + (f" (and {len(failed) - 1} more files)" if len(failed) > 1 else "")
+    return str(exc)
 
 
 def _warn(warnings: list[Problem]) -> None:
@@ -145,18 +180,31 @@ def validate(spec_dir: Path, templates_dir: Path) -> None:
 
     systemd-analyze verify and security --offline=true, logrotate -d, and logrotate -f on
     simulated days in a sandbox. Exit 0 when every tool agrees, 1 when one reports a
-    problem, 2 on a spec error or a missing tool.
+    problem, 2 on a spec error, a missing tool or no room for the scratch; 128 + the signal's
+    number when stopped by SIGINT, SIGTERM or SIGHUP (the scratch is removed first).
     """
     from .realtools import ToolMissing
+    from .scratch import ScratchError
     from .validate import validate as validate_tree
 
     try:
-        report = validate_tree(spec_dir, templates_dir)
+        with _raise_on_signals():
+            report = validate_tree(spec_dir, templates_dir)
     except GeneratorError as exc:
         _fail(exc)
-    except ToolMissing as exc:
+    except (ToolMissing, ScratchError) as exc:
         click.echo(f"zachot-gen: error: {exc}", err=True)
         sys.exit(EXIT_ERROR)
+    except OSError as exc:  # the scratch's filesystem filled up, most likely
+        text = _os_error_text(exc)
+        hint = "; set TMPDIR to a folder with more room" if "No space left" in text else ""
+        click.echo(f"zachot-gen: error: {text}; validate's scratch folder is removed{hint}", err=True)
+        sys.exit(EXIT_ERROR)
+    except (_Stopped, KeyboardInterrupt) as exc:
+        signum = exc.signum if isinstance(exc, _Stopped) else signal.SIGINT
+        click.echo(f"zachot-gen: validate stopped by {signal.Signals(signum).name}; its scratch folder is removed",
+                   err=True)
+        sys.exit(128 + signum)
     for line in report.checked:
         click.echo(f"checked  {line}")
     for unit, score in sorted(report.exposure.items()):

@@ -105,12 +105,18 @@ def _link_or_copy(src: str, dst: str) -> None:
 def _put(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
     """Write ``text`` to a new file at ``root/rel`` with ``mode``. Whatever was there is
     unlinked first: a hard link into the host's unit folder (:func:`_link_or_copy`) must never
-    be written through, whatever path a spec's ``Exec*=`` names; nor is anything written where
-    a linked symlink would lead out of ``root`` (the file is left out: verify says it is missing)."""
+    be written through, whatever path a spec's ``Exec*=`` names. Nothing is written where a
+    linked symlink would lead out of ``root``, where a folder stands, or below a file (verify
+    then says the program is missing)."""
     path = root / rel.lstrip("/")
     if not path.parent.resolve().is_relative_to(root.resolve()):
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        return
+    if path.is_dir() and not path.is_symlink():
+        return
     if path.is_symlink() or path.exists():
         path.unlink()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
@@ -121,33 +127,37 @@ def _put(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
 
 def _unit_root(p: Plan, files: dict[str, str], root: Path) -> list[str]:
     """Lay out a root for systemd-analyze; returns the unit paths (inside the root) to check.
-    The host's units are linked in, never written: every file of ours is a new one (:func:`_put`)."""
+    The host's units are linked in, never written: every file of ours is a new one (:func:`_put`).
+    Program stubs go first, so that a unit of the tree or an external unit's stub at the same
+    path (an ``Exec*=`` naming a unit file) replaces the stub, not the other way round."""
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True,
                     copy_function=_link_or_copy)
     lib = root / "usr/lib/systemd/system"
-    programs = {"/usr/bin/true"}
+    ours = {rel.removeprefix("root/"): text for rel, text in files.items()
+            if rel.startswith("root/etc/systemd/system/")}
+    programs = {"/usr/bin/true"}.union(*map(_exec_programs, ours.values()))
+    stubbed = []
     for ext in p.spec.external_units.values():
         template = lib / f"{ext.unit.partition('@')[0]}@.service"
         if ext.redis is not None and template.exists():  # the packaged template, checked with our drop-in
             programs |= _exec_programs(template.read_text())
-            continue
-        dropins = lib / f"{ext.unit}.service.d"  # the host's drop-ins must not change the stub
+        else:
+            stubbed.append(ext.unit)
+    for program in sorted(programs):
+        _put(root, program, "#!/bin/sh\nexit 0\n", 0o755)
+    for unit in stubbed:
+        dropins = lib / f"{unit}.service.d"  # the host's drop-ins must not change the stub
         if dropins.is_symlink():
             dropins.unlink()
         elif dropins.is_dir():
             shutil.rmtree(dropins)  # links and copies of ours: the host's files stay
-        _put(lib, f"{ext.unit}.service",
-             f"[Unit]\nDescription=stub of {ext.unit} for verification\n\n[Service]\nExecStart=/usr/bin/true\n")
+        _put(lib, f"{unit}.service",
+             f"[Unit]\nDescription=stub of {unit} for verification\n\n[Service]\nExecStart=/usr/bin/true\n")
     units = []
-    for rel, text in files.items():
-        if rel.startswith("root/etc/systemd/system/"):
-            target = root / rel.removeprefix("root/")
-            _put(root, rel.removeprefix("root/"), text)
-            dropin_of = target.parent.name.removesuffix(".d") if target.parent.name.endswith(".d") else None
-            units.append(dropin_of or "/" + rel.removeprefix("root/"))  # a drop-in: check the unit it changes
-            programs |= _exec_programs(text)
-    for program in programs:
-        _put(root, program, "#!/bin/sh\nexit 0\n", 0o755)
+    for rel, text in ours.items():
+        _put(root, rel, text)
+        folder = Path(rel).parent.name
+        units.append(folder.removesuffix(".d") if folder.endswith(".d") else "/" + rel)  # a drop-in: its unit
     return sorted(units)
 
 

@@ -12,8 +12,9 @@ on /tmp here, 5.7 s on /dev/shm, ``python -m bench``).
 2. ``/dev/shm``, the tmpfs every Linux system mounts for POSIX shared memory
    (shm_overview(7)), when it is writable, not mounted ``noexec`` (``verify`` needs the
    program stubs executable; Docker mounts it ``noexec`` by default) and has room for
-   :data:`ROOM_FACTOR` times the tree plus :data:`HEADROOM` bytes;
-3. otherwise Python's default temporary folder (``/tmp``).
+   :data:`ROOM_FACTOR` times the tree, :data:`PER_TREE` per tree and :data:`HEADROOM`;
+3. otherwise Python's default temporary folder (``/tmp``), or ``/var/tmp`` when that is
+   ``noexec`` too (a common hardening); with neither, :class:`ScratchError` (exit 2).
 
 :func:`scratch_bases` are the folders a scratch root may lie below
 (:func:`generator.sysroot.scratch_root` refuses any other: ``systemd-tmpfiles --root=``
@@ -26,7 +27,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["HEADROOM", "ROOM_FACTOR", "SHM", "scratch_bases", "scratch_parent"]
+__all__ = ["HEADROOM", "PER_TREE", "ROOM_FACTOR", "SHM", "ScratchError", "scratch_bases", "scratch_parent"]
 
 SHM = Path("/dev/shm")
 """The shared-memory tmpfs (shm_overview(7))."""
@@ -36,26 +37,65 @@ ROOM_FACTOR = 4
 logrotate files, the sysusers/tmpfiles files in the base root, with room to spare."""
 
 HEADROOM = 64 << 20
-"""Bytes wanted on top (64 MiB): the base Debian root, simulated logs and their archives."""
+"""Bytes wanted on top (64 MiB): simulated logs and their archives, the tools' own files."""
+
+PER_TREE = 4 << 20
+"""Bytes wanted per tree (4 MiB; a spec with hosts has one per host): its copy of the host's unit
+folder (hard links do not cross into a tmpfs; ~1 MiB on Debian 12) and its base Debian root."""
 
 
-def scratch_parent(tree_bytes: int) -> Path | None:
-    """The folder ``validate``'s TemporaryDirectory goes in, for a rendered tree of
-    ``tree_bytes`` bytes (text length is close enough: UTF-8 of ASCII-heavy files). ``None``
-    means Python's choice (``tempfile.gettempdir()``): when the user set ``TMPDIR``, ``TEMP``
-    or ``TMP``, or ``/dev/shm`` is absent, read-only, ``noexec``, not writable by this user or
-    short of ``ROOM_FACTOR * tree_bytes + HEADROOM`` free bytes (statvfs(3))."""
-    if any(os.environ.get(name) for name in ("TMPDIR", "TEMP", "TMP")):
-        return None
+class ScratchError(Exception):
+    """No folder fit for validate's scratch: the message says which were tried and what to set."""
+
+
+def _fit(folder: Path) -> str | None:
+    """Why ``folder`` cannot hold the scratch (absent, read-only, ``noexec``, not writable by this
+    user: statvfs(3), access(2)), or None when it can."""
     try:
-        st = os.statvfs(SHM)
-    except OSError:
-        return None
-    if st.f_flag & (os.ST_RDONLY | os.ST_NOEXEC) or not os.access(SHM, os.W_OK | os.X_OK):
-        return None
-    if st.f_bavail * st.f_frsize < ROOM_FACTOR * tree_bytes + HEADROOM:
-        return None
-    return SHM
+        st = os.statvfs(folder)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if st.f_flag & os.ST_RDONLY:
+        return "mounted read-only"
+    if st.f_flag & os.ST_NOEXEC:
+        return "mounted noexec (verify would find every program stub not executable)"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "not writable by this user"
+    return None
+
+
+def _room(folder: Path) -> int:
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize
+
+
+def scratch_parent(tree_bytes: int, trees: int = 1) -> Path:
+    """The folder ``validate``'s TemporaryDirectory goes in, for ``trees`` rendered trees of
+    ``tree_bytes`` bytes in all (text length is close enough: UTF-8 of ASCII-heavy files).
+
+    In order: the folder ``TMPDIR``/``TEMP``/``TMP`` names (Python's ``tempfile`` rules), which
+    must then be fit; else :data:`SHM` when fit and it has ``ROOM_FACTOR * tree_bytes +
+    PER_TREE * trees + HEADROOM`` free bytes; else the first fit of Python's temporary folder
+    and ``/var/tmp``. Fit: present, writable, not read-only, not ``noexec``. Raises
+    :class:`ScratchError` naming each folder tried and why it was not fit.
+    """
+    if any(os.environ.get(name) for name in ("TMPDIR", "TEMP", "TMP")):
+        chosen = Path(tempfile.gettempdir())
+        why = _fit(chosen)
+        if why:
+            raise ScratchError(f"the temporary folder {chosen} (TMPDIR) is {why}; set TMPDIR to a folder on an "
+                               "exec, writable filesystem")
+        return chosen
+    if _fit(SHM) is None and _room(SHM) >= ROOM_FACTOR * tree_bytes + PER_TREE * trees + HEADROOM:
+        return SHM
+    tried = []
+    for folder in dict.fromkeys([Path(tempfile.gettempdir()), Path("/var/tmp")]):
+        why = _fit(folder)
+        if why is None:
+            return folder
+        tried.append(f"{folder} is {why}")
+    raise ScratchError("no folder fit for validate's scratch: " + "; ".join(tried)
+                       + "; set TMPDIR to a folder on an exec, writable filesystem")
 
 
 def scratch_bases() -> list[Path]:

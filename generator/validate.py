@@ -11,6 +11,7 @@ scratch folders are in memory (/dev/shm) when there is room, else in the tempora
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -48,17 +49,20 @@ def validate(spec_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> Validation:
 
     Output: a :class:`Validation`; it passed when ``findings`` is empty. With environments or
     hosts, each checked line, exposure and finding names its tree (``production/api1: ...``). Raises
-    :class:`generator.SpecError`/:class:`generator.TemplateError` like ``render``, and
-    :class:`generator.realtools.ToolMissing` when a tool is not installed.
+    :class:`generator.SpecError`/:class:`generator.TemplateError` like ``render``,
+    :class:`generator.realtools.ToolMissing` when a tool is not installed,
+    :class:`generator.scratch.ScratchError` when no folder can hold the scratch, and ``OSError``
+    when the scratch fills its filesystem (the scratch folder is removed either way).
     """
     tree = build_tree(spec_dir, templates_dir)
     out = Validation()
     size = sum(len(text) for result in tree.builds.values() for text in result.files.values())
-    with tempfile.TemporaryDirectory(prefix="zachot-validate-", dir=scratch_parent(size)) as tmp:
+    with tempfile.TemporaryDirectory(prefix="zachot-validate-", dir=scratch_parent(size, len(tree.builds))) as tmp:
         for env, result in tree.builds.items():
             scratch = Path(tmp) / (env or "tree")
             scratch.mkdir(parents=True)
             one = _validate_one(result, scratch, templates_dir)
+            shutil.rmtree(scratch)  # one tree's scratch at a time, however many hosts
             label = f"{env}: " if env else ""
             out.checked += [label + line for line in one.checked]
             out.exposure |= {label + unit: score for unit, score in one.exposure.items()}

@@ -255,3 +255,36 @@ def test_an_external_unit_named_like_a_host_target_validates(tmp_path: Path) -> 
     result = run_cli("validate", "--spec", spec)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _host_units() -> dict[str, tuple[int, int, int]]:
+    """/usr/lib/systemd/system as (size, mode, link count) per entry, read without following links."""
+    out = {}
+    for f in Path("/usr/lib/systemd/system").rglob("*"):
+        st = f.lstat()
+        out[str(f)] = (st.st_size, st.st_mode, st.st_nlink)
+    return out
+
+
+@pytest.mark.parametrize("program", [
+    "/usr/lib/systemd/system/multi-user.target.wants",  # a folder of the host's units
+    "/etc/systemd/system",  # the folder the tree's units go in
+    "/usr/bin/true/x",  # below another stub
+    "/usr/lib/systemd/system/multi-user.target/x",  # below a linked host unit
+    "/etc/systemd/system/ledger-api.service",  # the tree's own unit file
+])
+def test_validate_ends_cleanly_whatever_path_a_program_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, program: str
+) -> None:
+    """Every Exec*= program gets a stub in verify's root; a path where a folder stands, below a
+    file, or at one of the tree's units gets none (the unit wins) and verify says so: a finding,
+    never a traceback, and the host's units stay as they were (the scratch is on /usr's
+    filesystem, so its unit folder is hard links)."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    before = _host_units()
+    spec, _ = edited_spec(tmp_path, "gunicorn_command", ("/usr/local/bin/ledger-sync", program))
+    result = run_cli("validate", "--spec", spec)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "systemd-analyze verify" in result.stderr
+    assert _host_units() == before
