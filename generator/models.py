@@ -33,6 +33,7 @@ from .runners import DramatiqRunner, Runner, UvicornRunner
 from .spectypes import (
     LINE_BREAKING,
     AbsPath,
+    DateFormat,
     DirMode,
     FileName,
     Flag,
@@ -343,8 +344,9 @@ class LogPolicy(_Model):
     delaycompress: Flag
     """`delaycompress`: the newest rotated file stays uncompressed one more cycle."""
     dateext: Flag
-    dateformat: Annotated[str, Field(pattern=r"^[-._A-Za-z0-9%]+$")] = "-%Y%m%d"
-    """`dateformat` (only %Y %m %d %H %M %S %V %s are understood by logrotate)."""
+    dateformat: DateFormat = "-%Y%m%d"
+    """`dateformat`: begins with - or .; only %Y %m %d %H %M %S %V %s, in an order that sorts by
+    date (logrotate.conf(5))."""
     copytruncate: Flag
     """`copytruncate`: copy then truncate in place, so the writer keeps its file descriptor."""
     missingok: Flag = True

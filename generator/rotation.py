@@ -84,9 +84,13 @@ def _archive_of(name: str, logs: AbstractSet[str]) -> list[str]:
     return [name[:k] for k, ch in enumerate(name) if ch in "-." and name[:k] in logs]
 
 
-def _age_key(path: Path) -> tuple[int, str]:
-    """Oldest first: dated names sort by date; numbered names by descending number."""
+def _age_key(path: Path, dated: bool) -> tuple[int, str]:
+    """Oldest first. ``dated`` (``dateext``) names sort as text, as logrotate sorts them
+    (logrotate.conf(5): a ``dateformat`` must be lexically sortable), whatever dots the format
+    holds (``-%Y.%m.%d``); numbered names (``api.log.3``) by descending number."""
     stem = path.name.removesuffix(".gz")
+    if dated:
+        return 0, stem
     number = stem.rsplit(".", 1)[-1]
     return (-int(number), "") if number.isdigit() else (0, stem)
 
@@ -235,7 +239,7 @@ def rotate_services(
     for run in out.values():
         run.days, run.errors = list(days), list(errors)
         for log in run.logs:
-            rotated = sorted((logs_dir / f for f in archives[log.name]), key=_age_key)
+            rotated = sorted((logs_dir / f for f in archives[log.name]), key=lambda f: _age_key(f, run.policy.dateext))
             run.files |= {f: present[f] for f in [log.name, *archives[log.name]] if f in present}
             run.live[log.name] = _read(log)
             run.lines[log.name] = [ln for f in rotated for ln in _read(f)] + run.live[log.name]

@@ -16,6 +16,7 @@ __all__ = [
     "LINE_BREAKING",
     "NAME_RE",
     "AbsPath",
+    "DateFormat",
     "DirMode",
     "FileName",
     "Flag",
@@ -130,6 +131,32 @@ def _not_world_writable(value: str) -> str:
     return value
 
 
+_DATE_SPECIFIERS = re.compile(r"%(.?)")
+_SORT_RANK = {"Y": 0, "m": 1, "V": 1, "d": 2, "H": 3, "M": 4, "S": 5}  # %s sorts by itself
+
+
+def _date_format(value: str) -> str:
+    """logrotate.conf(5) ``dateformat``: only %Y %m %d %H %M %S %V %s, and the stamps must sort
+    lexically (year, then month, then day, ...), for logrotate sorts archives by name to find
+    the oldest. It must begin with ``-`` or ``.``: it is appended to the log's name, and an
+    archive is told from another log by that separator (api.log-20260103, not api.log20260103)."""
+    found = _DATE_SPECIFIERS.findall(value)
+    bad = [f"%{c}" for c in found if c not in _SORT_RANK and c != "s"]
+    if bad:
+        raise ValueError(f"{', '.join(bad)} is not a logrotate dateformat specifier; "
+                         "logrotate understands %Y %m %d %H %M %S %V %s only (logrotate.conf(5))")
+    if not found:
+        raise ValueError("names every archive alike; give a date, e.g. -%Y%m%d, or -%Y%m%d-%s")
+    ranks = [_SORT_RANK[c] for c in found if c != "s"]
+    if ranks != sorted(ranks):
+        raise ValueError(f"{value} does not sort by date: logrotate sorts archives by name to remove the oldest, "
+                         "so write the year first, then the month, the day and the time, e.g. -%Y%m%d")
+    if value[0] not in "-.":
+        raise ValueError(f"must begin with - or . (e.g. -{value}): it is appended to the log's name, and that "
+                         "separator tells an archive (api.log-20260103) from another log")
+    return value
+
+
 AbsPath = Annotated[str, AfterValidator(_abs_path)]
 """An absolute, normalised path that needs no quoting in any artifact."""
 RelPath = Annotated[str, AfterValidator(_rel_path)]
@@ -154,6 +181,7 @@ Flag = Annotated[bool, Strict()]
 """true or false, nothing else (not 1, not "yes")."""
 RepoUrl = Annotated[str, Field(max_length=2048), AfterValidator(_repo_url)]
 Seconds = Annotated[float, Field(ge=0.000001, le=86400 * 7)]
+DateFormat = Annotated[str, Field(pattern=r"^[-._A-Za-z0-9%]+$"), AfterValidator(_date_format)]
 """A time span in seconds, > 0 at systemd's resolution of one microsecond, at most 7 days."""
 
 

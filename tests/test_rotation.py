@@ -8,7 +8,7 @@ import gzip
 from pathlib import Path
 
 import pytest
-from helpers import REPO, edited_spec
+from helpers import REPO, edited_spec, run_cli
 
 from generator import load_spec
 from generator.rotation import RotationRun, rotate_in_sandbox, rotation_findings
@@ -85,3 +85,38 @@ def test_maxage_removes_archives_older_than_its_days(tmp_path: Path) -> None:
     names = sorted(n for n in run.files if n.startswith("worker.err-"))
     assert names == [f"worker.err-202601{d:02d}.gz" for d in range(9, 16)] + ["worker.err-20260116"]
     assert run.lines["worker.err"] == [f"worker.err batch {i} line {j}" for i in range(8, RUNS + 1) for j in range(3)]
+
+
+@pytest.mark.parametrize(("dateformat", "said"), [
+    ("_%Y%m%d", "must begin with - or ."),
+    ("%Y%m%d", "must begin with - or ."),
+    ("-%d%m%Y", "does not sort by date"),
+    ("-%Y%d%m", "does not sort by date"),
+    ("-%Y%m%d-%M%H", "does not sort by date"),
+    ("-%Y%j", "%j is not a logrotate dateformat specifier"),
+    ("-%G%V", "%G is not a logrotate dateformat specifier"),
+    ("-old", "names every archive alike"),
+])
+def test_a_dateformat_logrotate_cannot_keep_in_order_is_a_spec_error(
+    tmp_path: Path, dateformat: str, said: str
+) -> None:
+    """logrotate.conf(5): only %Y %m %d %H %M %S %V %s, stamps that sort lexically (it removes
+    the archives that sort first); and zachot-gen tells archives by the - or . they begin with."""
+    spec, text = edited_spec(tmp_path, "single_api_en", ("dateformat: -%Y-%m-%d", f'dateformat: "{dateformat}"'))
+    result = run_cli("check", "--spec", spec, "--build", tmp_path / "build")
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = text.splitlines().index(f'    dateformat: "{dateformat}"') + 1
+    assert f"spec.yaml:{line}:" in result.stderr and said in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("dateformat", ["-%Y.%m.%d", ".%Y%m%d", "-%Y%m%d.%s", "-%s", "-%Y%V-%s", "-%Y%m%d%H%M%S"])
+def test_dateformats_with_dots_or_seconds_rotate_in_order(tmp_path: Path, dateformat: str) -> None:
+    """Archives are read oldest first by name, as logrotate sorts them: a dot in the stamp is
+    not a rotation number (``api.log-2026.01.03`` is not ``api.log.3``)."""
+    spec, _ = edited_spec(tmp_path, "single_api_en", ("dateformat: -%Y-%m-%d", f'dateformat: "{dateformat}"'))
+    work = tmp_path / "work"
+    work.mkdir()
+    service = next(iter(load_spec(spec).services))
+    run = rotate_in_sandbox(load_spec(spec), service, work, 9)
+    assert run.errors == []
+    assert rotation_findings(run, "root/etc/logrotate.d/x") == []
