@@ -51,6 +51,8 @@ class ScratchError(Exception):
 def _fit(folder: Path) -> str | None:
     """Why ``folder`` cannot hold the scratch (absent, read-only, ``noexec``, not writable by this
     user: statvfs(3), access(2)), or None when it can."""
+    if folder.resolve() == Path("/"):
+        return "the root folder (a scratch root must never be the host's /etc or /usr)"
     try:
         st = os.statvfs(folder)
     except OSError as exc:
@@ -100,5 +102,6 @@ def scratch_parent(tree_bytes: int, trees: int = 1) -> Path:
 
 def scratch_bases() -> list[Path]:
     """Resolved folders a scratch folder may lie strictly below: Python's temporary folder
-    and :data:`SHM`."""
-    return [Path(tempfile.gettempdir()).resolve(), SHM.resolve()]
+    (not when it is ``/``: ``TMPDIR=/``), ``/var/tmp`` and :data:`SHM`."""
+    bases = [Path(tempfile.gettempdir()).resolve(), Path("/var/tmp").resolve(), SHM.resolve()]
+    return [base for base in dict.fromkeys(bases) if base != Path("/")]

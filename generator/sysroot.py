@@ -103,7 +103,8 @@ def scratch_root(workdir: Path) -> Path:
 def _guard(folder: Path) -> None:
     bases = scratch_bases()
     if not any(base in folder.resolve().parents for base in bases):
-        raise ValueError(f"a scratch root must lie below {bases[0]} (a TemporaryDirectory), not {folder}")
+        below = " or ".join(map(str, bases))
+        raise ValueError(f"a scratch root must lie below {below} (a TemporaryDirectory), not {folder}")
 
 
 def run_tool(tool: str, root: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -167,3 +167,13 @@ def _children(pid: int) -> list[int]:
     """The processes ``pid`` runs now (procfs children of every thread)."""
     tasks = Path(f"/proc/{pid}/task")
     return [int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()]
+
+
+def test_tmpdir_slash_is_refused_and_is_no_base(tmp_path: Path) -> None:
+    """TMPDIR=/ would make every folder of the host 'below the temporary folder'."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": "/"}
+    probe = ("from generator import scratch; from pathlib import Path; assert Path('/') not in scratch.scratch_bases()\n"
+             "try:\n    scratch.scratch_parent(1000)\nexcept scratch.ScratchError as exc:\n    print(exc)")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "the root folder" in proc.stdout and "set TMPDIR" in proc.stdout
