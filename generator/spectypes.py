@@ -181,8 +181,9 @@ Flag = Annotated[bool, Strict()]
 """true or false, nothing else (not 1, not "yes")."""
 RepoUrl = Annotated[str, Field(max_length=2048), AfterValidator(_repo_url)]
 Seconds = Annotated[float, Field(ge=0.000001, le=86400 * 7)]
-DateFormat = Annotated[str, Field(pattern=r"^[-._A-Za-z0-9%]+$"), AfterValidator(_date_format)]
 """A time span in seconds, > 0 at systemd's resolution of one microsecond, at most 7 days."""
+DateFormat = Annotated[str, Field(pattern=r"^[-._A-Za-z0-9%]+$"), AfterValidator(_date_format)]
+"""logrotate's ``dateformat``, one logrotate keeps in date order (:func:`_date_format`)."""
 
 
 def _stop_timeout(value: object) -> float | str:

@@ -1,9 +1,9 @@
 """A scratch root holding a base Debian system, for running systemd-sysusers/-tmpfiles on it.
 
 :func:`scratch_root` makes the folder and refuses one that is not strictly below the
-temporary folder or /dev/shm (where ``validate`` keeps its TemporaryDirectory,
-:mod:`generator.scratch`); :func:`run_tool` runs a
-tool with ``--root=`` always set to such a folder, so nothing here touches the host's /etc.
+temporary folder, /var/tmp or /dev/shm (where ``validate`` keeps its TemporaryDirectory,
+:mod:`generator.scratch`); :func:`run_tool` runs a tool with ``--root=`` always set to such a
+folder, so nothing here touches the host's /etc.
 
 :func:`lay_base` lays out what every Debian 12 server has before the tree is installed:
 
@@ -88,7 +88,7 @@ def scratch_root(workdir: Path) -> Path:
     """Create and return ``workdir/sysroot``, empty, root:root 0755.
 
     Raises :class:`ValueError` when ``workdir`` is not strictly below the temporary folder
-    (or /dev/shm, :func:`generator.scratch.scratch_bases`),
+    (or /var/tmp or /dev/shm: :func:`generator.scratch.scratch_bases`),
     :class:`FileExistsError` when the folder exists, :class:`SysrootError` when not root.
     """
     _guard(workdir)
